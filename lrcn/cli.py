@@ -1,0 +1,145 @@
+"""The `lrcn` command line: parse, load the config, call one function per command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lrcn.errors import LrcnError
+
+
+def cmd_data_shapes(a: argparse.Namespace) -> None:
+    from lrcn.data.shapes import generate_shapes
+    path = generate_shapes(a.out, n=a.n, seed=a.seed, image_size=a.image_size)
+    print(f"wrote {path}")
+
+
+def cmd_data_prepare(a: argparse.Namespace) -> None:
+    from lrcn.data.formats import prepare
+    path = prepare(a.kind, a.root, a.out, karpathy_json=a.karpathy_json, restval_to_train=not a.no_restval)
+    print(f"wrote {path}; train with data.split_json={path}")
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from lrcn.config import load_config
+    from lrcn.train.loop import train
+    if a.resume:
+        if a.config or a.set:
+            raise LrcnError("--resume continues a run with its saved config; do not pass a config or --set")
+        run_dir = train(None, resume=a.resume, progress=not a.quiet)
+    else:
+        if not a.config:
+            raise LrcnError("lrcn train needs a CONFIG file (see experiments/) or --resume RUN_DIR")
+        run_dir = train(load_config(a.config, a.set), progress=not a.quiet)
+    print(f"run folder: {run_dir}")
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    from lrcn.evaluate import evaluate
+    from lrcn.inference import decode_config
+    from lrcn.io import write_json
+    from lrcn.metrics import format_table
+    from lrcn.run import Run
+    config = Run.open(a.run_dir).config()
+    decode = decode_config(config, **decode_overrides(a))
+    scores, _ = evaluate(a.run_dir, a.split, decode, which=a.checkpoint, backend=a.backend, progress=not a.quiet)
+    print(format_table({a.split: scores.corpus}))
+    for metric, reason in scores.skipped.items():
+        print(f"skipped {metric}: {reason}", file=sys.stderr)
+    if a.json:
+        write_json(a.json, scores.corpus)
+
+
+def cmd_caption(a: argparse.Namespace) -> None:
+    from lrcn.caption import caption_paths
+    caption_paths(a.run_dir, a.inputs, out_dir=a.out, json_out=a.json, decode_overrides=decode_overrides(a),
+                  batch_size=a.batch_size, progress=not a.quiet)
+
+
+def cmd_demo(a: argparse.Namespace) -> None:
+    from lrcn.demo import run_demo
+    run_demo(a.out, n=a.n, seed=a.seed, overrides=a.set, json_out=a.json, progress=not a.quiet)
+
+
+def decode_overrides(a: argparse.Namespace) -> dict:
+    from lrcn.decoding import DecodeConfig
+    return {k: v for k, v in vars(DecodeConfig.from_args(a)).items() if v is not None} if a.decode_given else {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lrcn.decoding import add_decoding_arguments
+    from lrcn.metrics import add_score_arguments, run_score
+
+    p = argparse.ArgumentParser(prog="lrcn", description="LRCN / Show-and-Tell image and video captioning")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="make or prepare datasets").add_subparsers(dest="data_command", required=True)
+    s = data.add_parser("shapes", help="render the embedded shapes captioning dataset")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--n", type=int, default=2000, help="number of images")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--image-size", type=int, default=128)
+    s.set_defaults(func=cmd_data_shapes)
+    s = data.add_parser("prepare", help="convert a downloaded dataset into the split JSON `lrcn train` reads")
+    s.add_argument("kind", help="coco, flickr8k, flickr30k or karpathy")
+    s.add_argument("--root", required=True, help="the folder holding the downloaded dataset (see data/README.md)")
+    s.add_argument("--out", required=True, help="output folder for the prepared split JSON")
+    s.add_argument("--karpathy-json", help="a Karpathy split file (dataset_coco.json, ...) to use for the splits")
+    s.add_argument("--no-restval", action="store_true", help="keep COCO's restval images out of train")
+    s.set_defaults(func=cmd_data_prepare)
+
+    s = sub.add_parser("train", help="train a captioner (one run folder per run)")
+    s.add_argument("config", nargs="?", help="a YAML config, e.g. experiments/demo.yaml")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    s.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="caption a split with a trained run and score it")
+    s.add_argument("run_dir")
+    s.add_argument("--split", default="test")
+    s.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path")
+    s.add_argument("--backend", default="fast", choices=["fast", "coco"], help="our scorers or pycocoevalcap's")
+    s.add_argument("--json", help="write the corpus scores here")
+    add_decoding_arguments(s)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("caption", help="caption images or folders of images")
+    s.add_argument("run_dir")
+    s.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    s.add_argument("--out", help="write captions.json and an index.html gallery here")
+    s.add_argument("--json", help="write the captions as JSON here")
+    s.add_argument("--batch-size", type=int, default=32)
+    add_decoding_arguments(s)
+    s.set_defaults(func=cmd_caption)
+
+    s = sub.add_parser("score", help="score a COCO results file against COCO-format references")
+    add_score_arguments(s)
+    s.set_defaults(func=run_score)
+
+    s = sub.add_parser("demo", help="train and evaluate on the embedded shapes data, offline, in minutes")
+    s.add_argument("--out", default="demo", help="folder for the data and the run")
+    s.add_argument("--json", help="write {blind, greedy, beam3} scores here")
+    s.add_argument("--n", type=int, default=2000, help="number of shapes images")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except LrcnError as e:
+        print(f"lrcn {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Run configuration: dataclasses, YAML files with ``base:`` inheritance, ``--set key=value`` overrides.
+
+A config file may name a ``base:`` (a path relative to itself, or a list of them) whose values it
+overrides key by key. Unknown keys and ill-typed values are refused with the key's full dotted
+name. The resolved config is saved as ``config.yaml`` in every run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lrcn.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    split_json: str = ""                 # a Karpathy split JSON (written by `lrcn data prepare/shapes`)
+    image_root: str | None = None        # default: the JSON's "image_root" key, else its folder
+    feature_dir: str | None = None       # feature store; default: features/ beside split_json
+    restval_to_train: bool = True
+    min_word_count: int = 1
+    max_caption_len: int = 16            # words, without <start>/<end>
+    num_workers: int = 2                 # DataLoader workers decoding images
+    max_pixels: int = 89_478_485         # images larger than this are refused (decompression bombs)
+
+
+@dataclass
+class EncoderConfig:
+    name: str = "efficientnet_lite0"
+    pretrained: bool = True
+    weights_path: str | None = None      # a local weights file instead of a download
+    trainable_blocks: int = 0            # 0: frozen, features cached once; N: fine-tune the last N blocks
+    lr: float = 1e-5                     # learning rate of the fine-tuned blocks
+    batch_size: int = 64                 # images per forward when extracting features
+
+
+@dataclass
+class DecoderConfig:
+    kind: str = "show_and_tell"          # show_and_tell | init_state | lrcn_1u | lrcn_2u | lrcn_2f
+    embed_dim: int = 512
+    hidden_dim: int = 512
+    num_layers: int = 1
+    dropout: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 4e-4
+    lr_decay: float = 1.0                # multiply the learning rate by this ...
+    lr_decay_every: int = 1              # ... every this many epochs
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0               # max global gradient norm (0: off)
+    label_smoothing: float = 0.0
+    seed: int = 0
+    val_metric: str = "CIDEr"            # selects best.pt
+    val_max_images: int = 0              # 0: the whole validation split
+    patience: int = 0                    # stop after this many epochs without improvement (0: never)
+    checkpoint_every: int = 0            # also write last.pt every N steps (0: at epoch ends only)
+    device: str = "auto"                 # auto | cpu | cuda | cuda:1 ...
+    bf16: bool = False                   # bf16 autocast (on CUDA, or CPUs that support it)
+    log_every: int = 50                  # steps between TensorBoard scalars
+    runs_dir: str = "runs"
+    init_from: str | None = None         # a run folder whose vocabulary and best weights start this run
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: dict[str, Any] = field(default_factory=lambda: {"beam_size": 3, "max_len": 20})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- building from dicts
+
+def _check_value(value: Any, annotation: Any, key: str) -> Any:
+    """Return ``value`` coerced to ``annotation`` (int -> float only), or raise ConfigError."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_value(value, option, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"config key {key!r}: {value!r} is not a {annotation}")
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
+        return dict(value)
+    if annotation is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return float(value)  # YAML 1.1 reads "1e-3" as a string
+        except ValueError:
+            pass
+    if annotation in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+    if annotation in (int, float, str, bool) and not isinstance(value, annotation):
+        raise ConfigError(f"config key {key!r}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from nested dicts, refusing unknown keys."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {prefix.rstrip('.') or '(top level)'!r} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        full = prefix + key
+        if key not in names:
+            raise ConfigError(f"unknown config key {full!r}; known keys here: {', '.join(sorted(names))}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value, full + ".")
+        else:
+            kwargs[key] = _check_value(value, hint, full)
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- YAML, bases, overrides
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_yaml(path: str | os.PathLike, _seen: tuple = ()) -> dict:
+    """A YAML mapping with its ``base:`` files merged underneath (safe loader, cycles refused)."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ConfigError(f"config {path} inherits from itself through 'base'")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
+    bases = data.pop("base", None) or []
+    merged: dict = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        merged = deep_merge(merged, read_yaml(path.parent / base, _seen + (path,)))
+    return deep_merge(merged, data)
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """``["train.lr=1e-3", "decoder.kind=lrcn_2f"]`` -> nested dict; values parsed as YAML scalars."""
+    out: dict = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    data = read_yaml(path) if path else {}
+    data = deep_merge(data, parse_overrides(overrides or []))
+    return from_dict(Config, data)
+
+
+def save_config(config: Config, path: str | os.PathLike) -> None:
+    from lrcn.io import write_text
+    write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,1 @@
+"""Dataset readers, media loading, feature stores and data loaders."""

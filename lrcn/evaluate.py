@@ -1,0 +1,48 @@
+"""Evaluate a run on a split: decode, score, and save results, per-image scores and reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from lrcn.data.loaders import cached_features, load_samples, split as split_of
+from lrcn.decoding import DecodeConfig
+from lrcn.inference import caption_features, load_models
+from lrcn.metrics import Scores, save_scores, score, write_results
+from lrcn.run import Run, resolve_device
+
+
+def strategy_name(decode: DecodeConfig) -> str:
+    """A short, file-name-safe label: greedy, beam3, beam5-g2, sample-t0.7-k10 ..."""
+    if decode.sample:
+        parts = ["sample", f"t{decode.temperature:g}"]
+        parts += [f"k{decode.top_k}"] if decode.top_k else []
+        parts += [f"p{decode.top_p:g}"] if decode.top_p < 1 else []
+        return "-".join(parts)
+    if decode.beam_size == 1:
+        return "greedy"
+    return f"beam{decode.beam_size}" + (f"-g{decode.groups}" if decode.groups > 1 else "")
+
+
+def evaluate(run_dir: str | Path, split: str = "test", decode: DecodeConfig | None = None, which: str = "best",
+             backend: str = "fast", device: str = "auto", progress: bool = True) -> tuple[Scores, dict[str, str]]:
+    """Scores of the run's ``which`` checkpoint on ``split``; writes results_<split>_<strategy>.json,
+    per_image_<split>_<strategy>.json and metrics_<split>_<strategy>.json/.md into the run folder."""
+    run = Run.open(run_dir)
+    dev = resolve_device(device)
+    config, vocab, encoder, decoder = load_models(run, which, dev)
+    if decode is None:
+        from lrcn.inference import decode_config
+        decode = decode_config(config)
+    if config.encoder.trainable_blocks > 0:          # a fine-tuned encoder: its own feature store
+        config.data.feature_dir = str(run.dir / "features")
+    samples = split_of(load_samples(config), split)
+    features, samples = cached_features(config, samples, encoder, dev, progress)
+    hyps = caption_features(decoder, features, vocab, decode, device=dev, bf16=config.train.bf16)
+    candidates = {s.id: vocab.decode(h[0].tokens) for s, h in zip(samples, hyps)}
+    scores = score(candidates, {s.id: s.captions for s in samples}, backend=backend)
+    name = f"{split}_{strategy_name(decode)}"
+    write_results(run.dir / f"results_{name}.json", candidates)
+    save_scores(run.dir, name, scores)
+    return scores, candidates

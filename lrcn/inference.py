@@ -1,0 +1,63 @@
+"""Loading a trained run and turning features into captions, shared by train, evaluate and caption."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+from lrcn.config import Config
+from lrcn.decoding import DecodeConfig, Hypothesis, generate
+from lrcn.models.decoders import CaptionDecoder, build_decoder
+from lrcn.models.encoders import build_encoder
+from lrcn.run import Run
+from lrcn.text import Vocabulary
+
+
+def build_models(config: Config, vocab_size: int, pretrained: bool | None = None):
+    """The encoder (frozen or partly trainable, per config) and a fresh decoder."""
+    c = config.encoder
+    encoder = build_encoder(c.name, pretrained=c.pretrained if pretrained is None else pretrained,
+                            trainable_blocks=c.trainable_blocks, weights_path=c.weights_path)
+    d = config.decoder
+    decoder = build_decoder(d.kind, vocab_size, encoder.out_dim, embed_dim=d.embed_dim, hidden_dim=d.hidden_dim,
+                            num_layers=d.num_layers, dropout=d.dropout)
+    return encoder, decoder
+
+
+def load_models(run: Run, which: str = "best", device: str | torch.device = "cpu"):
+    """(config, vocab, encoder, decoder) of a run, in eval mode on ``device``."""
+    config, vocab = run.config(), run.vocab()
+    ckpt = run.checkpoint(which)
+    fine_tuned = "encoder" in ckpt
+    encoder, decoder = build_models(config, len(vocab), pretrained=None if not fine_tuned else False)
+    decoder.load_state_dict(ckpt["model"])
+    if fine_tuned:
+        encoder.load_state_dict(ckpt["encoder"])
+    return config, vocab, encoder.to(device).eval(), decoder.to(device).eval()
+
+
+def autocast(device: torch.device, enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@torch.inference_mode()
+def caption_features(decoder: CaptionDecoder, features: torch.Tensor, vocab: Vocabulary, decode: DecodeConfig,
+                     batch_size: int = 256, device: torch.device = torch.device("cpu"),
+                     bf16: bool = False) -> list[list[Hypothesis]]:
+    """n-best hypotheses for each row of ``features`` (decoded in batches on ``device``)."""
+    decoder.eval()
+    out: list[list[Hypothesis]] = []
+    for chunk in features.split(batch_size):
+        with autocast(device, bf16):
+            out += generate(decoder, chunk.to(device), decode, bos=vocab.start, eos=vocab.end, unk=vocab.unk)
+    return out
+
+
+def decode_config(config: Config, **overrides: Any) -> DecodeConfig:
+    """The run's ``decode:`` section with ``overrides`` (those not None) applied."""
+    values = {**config.decode, **{k: v for k, v in overrides.items() if v is not None}}
+    return DecodeConfig.from_dict(values) if hasattr(DecodeConfig, "from_dict") else DecodeConfig(**values)

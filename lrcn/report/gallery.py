@@ -1,0 +1,49 @@
+"""A self-contained HTML gallery of captioned images that opens from disk.
+
+Every caption, file name and reason is HTML-escaped and every image path URL-quoted, so a caption
+or a file name holding markup shows as text.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+from lrcn.io import write_text
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
+h1{font-size:1.3em} .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:14px}
+figure{margin:0;background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px}
+figure img{width:100%;height:180px;object-fit:contain;background:#eee}
+figcaption .cap{font-weight:600;margin:.4em 0} ol{margin:.2em 0 .2em 1.2em;padding:0;font-size:.85em;color:#555}
+.name{font-size:.75em;color:#888;word-break:break-all} .skipped{color:#a00;font-size:.85em}
+"""
+
+
+def write_gallery(path: Path, result: dict) -> None:
+    """``result`` is the captions.json structure (``captions`` and ``skipped`` keyed by image path)."""
+    e = html.escape
+    base = path.parent.resolve()
+    figures = []
+    for image, entry in result["captions"].items():
+        src = quote(Path(os.path.relpath(Path(image).resolve(), base)).as_posix())
+        alternatives = "".join(f"<li>{e(h['caption'])} <small>({h['score']:.2f})</small></li>"
+                               for h in entry.get("nbest", [])[1:])
+        figures.append(
+            f'<figure><img loading="lazy" src="{e(src)}" alt="{e(entry["caption"])}">'
+            f'<figcaption><div class="cap">{e(entry["caption"])}</div>'
+            f'{f"<ol start=2>{alternatives}</ol>" if alternatives else ""}'
+            f'<div class="name">{e(Path(image).name)} &middot; {entry.get("width")}&times;{entry.get("height")}</div>'
+            f"</figcaption></figure>")
+    skipped = "".join(f"<li>{e(p)}: {e(r)}</li>" for p, r in result["skipped"].items())
+    write_text(path, f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>lrcn captions</title><style>{STYLE}</style></head>
+<body><h1>{len(result['captions'])} images captioned</h1>
+<p class="name">run: {e(str(result.get('run', '')))}</p>
+<div class="grid">{''.join(figures)}</div>
+{f'<h2>Skipped ({len(result["skipped"])})</h2><ul class="skipped">{skipped}</ul>' if skipped else ''}
+</body></html>
+""")

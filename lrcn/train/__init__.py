@@ -1,0 +1,1 @@
+"""Training: the loop, losses, checkpoints and distributed helpers."""
