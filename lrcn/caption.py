@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lrcn.data.media import ImageFolderDataset, collate_skip_bad, find_images, image_size
+from lrcn.decoding import DecodeConfig
 from lrcn.inference import caption_features, decode_config, load_models
 from lrcn.io import write_json
 from lrcn.report.gallery import write_gallery
@@ -25,16 +26,16 @@ FORMAT = "lrcn-captions-1"
 
 
 def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Path | None = None,
-                  json_out: str | Path | None = None, decode_overrides: dict[str, Any] | None = None,
+                  json_out: str | Path | None = None, decode: DecodeConfig | None = None,
                   batch_size: int = 32, num_workers: int = 2, device: str = "auto",
                   progress: bool = True) -> dict[str, Any]:
     run = Run.open(run_dir)
     dev = resolve_device(device)
     config, vocab, encoder, decoder = load_models(run, "best", dev)
-    decode = decode_config(config, **(decode_overrides or {}))
+    decode = decode or decode_config(config)
     paths = find_images(inputs)
     out_json = Path(out_dir) / "captions.json" if out_dir else None
-    result = {"format": FORMAT, "run": str(run.dir.resolve()), "decode": vars(decode), "captions": {}, "skipped": {}}
+    result = {"format": FORMAT, "run": str(run.dir.resolve()), "decode": decode.to_dict(), "captions": {}, "skipped": {}}
     if out_json and out_json.exists():
         previous = json.loads(out_json.read_text(encoding="utf-8"))
         if previous.get("format") == FORMAT and previous.get("run") == result["run"] and previous.get("decode") == result["decode"]:

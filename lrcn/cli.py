@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -37,13 +38,9 @@ def cmd_train(a: argparse.Namespace) -> None:
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
     from lrcn.evaluate import evaluate
-    from lrcn.inference import decode_config
     from lrcn.io import write_json
     from lrcn.metrics import format_table
-    from lrcn.run import Run
-    config = Run.open(a.run_dir).config()
-    decode = decode_config(config, **decode_overrides(a))
-    scores, _ = evaluate(a.run_dir, a.split, decode, which=a.checkpoint, backend=a.backend, progress=not a.quiet)
+    scores, _ = evaluate(a.run_dir, a.split, run_decode_config(a), which=a.checkpoint, backend=a.backend, progress=not a.quiet)
     print(format_table({a.split: scores.corpus}))
     for metric, reason in scores.skipped.items():
         print(f"skipped {metric}: {reason}", file=sys.stderr)
@@ -53,7 +50,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
 def cmd_caption(a: argparse.Namespace) -> None:
     from lrcn.caption import caption_paths
-    caption_paths(a.run_dir, a.inputs, out_dir=a.out, json_out=a.json, decode_overrides=decode_overrides(a),
+    caption_paths(a.run_dir, a.inputs, out_dir=a.out, json_out=a.json, decode=run_decode_config(a),
                   batch_size=a.batch_size, progress=not a.quiet)
 
 
@@ -62,9 +59,11 @@ def cmd_demo(a: argparse.Namespace) -> None:
     run_demo(a.out, n=a.n, seed=a.seed, overrides=a.set, json_out=a.json, progress=not a.quiet)
 
 
-def decode_overrides(a: argparse.Namespace) -> dict:
+def run_decode_config(a: argparse.Namespace):
+    """The run's ``decode:`` section with the decoding options given on the command line."""
     from lrcn.decoding import DecodeConfig
-    return {k: v for k, v in vars(DecodeConfig.from_args(a)).items() if v is not None} if a.decode_given else {}
+    from lrcn.run import Run
+    return DecodeConfig.from_args(a, Run.open(a.run_dir).config().decode)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         result = args.func(args)
     except LrcnError as e:

@@ -60,4 +60,4 @@ def caption_features(decoder: CaptionDecoder, features: torch.Tensor, vocab: Voc
 def decode_config(config: Config, **overrides: Any) -> DecodeConfig:
     """The run's ``decode:`` section with ``overrides`` (those not None) applied."""
     values = {**config.decode, **{k: v for k, v in overrides.items() if v is not None}}
-    return DecodeConfig.from_dict(values) if hasattr(DecodeConfig, "from_dict") else DecodeConfig(**values)
+    return DecodeConfig.from_dict(values)
