@@ -37,6 +37,8 @@ class EncoderConfig:
     name: str = "efficientnet_lite0"
     pretrained: bool = True
     weights_path: str | None = None      # a local weights file instead of a download
+    image_size: int | None = None        # input side; None: the backbone's own (224 for most)
+    crop: bool = True                    # resize + centre crop as in ImageNet; False: squash the whole image
     trainable_blocks: int = 0            # 0: frozen, features cached once; N: fine-tune the last N blocks
     lr: float = 1e-5                     # learning rate of the fine-tuned blocks
     batch_size: int = 64                 # images per forward when extracting features
@@ -60,6 +62,7 @@ class TrainConfig:
     lr_decay_every: int = 1              # ... every this many epochs
     weight_decay: float = 0.0
     grad_clip: float = 5.0               # max global gradient norm (0: off)
+    loss: str = "xe"                     # a name in lrcn.train.losses.LOSSES
     label_smoothing: float = 0.0
     seed: int = 0
     val_metric: str = "CIDEr"            # selects best.pt

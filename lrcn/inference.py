@@ -19,7 +19,8 @@ def build_models(config: Config, vocab_size: int, pretrained: bool | None = None
     """The encoder (frozen or partly trainable, per config) and a fresh decoder."""
     c = config.encoder
     encoder = build_encoder(c.name, pretrained=c.pretrained if pretrained is None else pretrained,
-                            trainable_blocks=c.trainable_blocks, weights_path=c.weights_path)
+                            trainable_blocks=c.trainable_blocks, weights_path=c.weights_path,
+                            image_size=c.image_size, crop=c.crop)
     d = config.decoder
     decoder = build_decoder(d.kind, vocab_size, encoder.out_dim, embed_dim=d.embed_dim, hidden_dim=d.hidden_dim,
                             num_layers=d.num_layers, dropout=d.dropout)

@@ -40,7 +40,7 @@ def cached_features(config: Config, samples: list[Sample], encoder, device="cpu"
                     progress: bool = True) -> tuple[torch.Tensor, list[Sample]]:
     """Features [N, D] of the readable ``samples`` (extracted once into the feature store)."""
     ids = [s.id for s in samples]
-    directory = feature_dir(config) / store_name(encoder.name, ids)
+    directory = feature_dir(config) / store_name(encoder.key, ids)
     store = extract(encoder, [s.path for s in samples], ids, directory, batch_size=config.encoder.batch_size,
                     num_workers=config.data.num_workers, device=device, max_pixels=config.data.max_pixels,
                     progress=progress)

@@ -8,19 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from lrcn.config import Config
 from lrcn.data.loaders import CaptionTable, cached_features, load_samples, split
-from lrcn.data.records import Sample
 from lrcn.errors import ConfigError, TrainingError
 from lrcn.inference import autocast, build_models, caption_features, decode_config
 from lrcn.metrics import score
 from lrcn.run import Run, resolve_device
 from lrcn.text import Vocabulary
 from lrcn.train.checkpoint import save_checkpoint
+from lrcn.train.losses import build_loss
 
 CAPTIONS_PER_IMAGE = 5   # each training image contributes this many captions per epoch
 
@@ -68,6 +67,7 @@ def train(config: Config, resume: str | Path | None = None, progress: bool = Tru
     captions = CaptionTable.build(train_samples, vocab, config.data.max_caption_len)
 
     decoder.to(device)
+    loss_fn = build_loss(config, vocab, train_samples)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     state = Progress()
     if resume is not None and run.last.exists():
@@ -104,11 +104,8 @@ def train(config: Config, resume: str | Path | None = None, progress: bool = Tru
             rows = batches[b]
             g = torch.Generator().manual_seed(t.seed * 100_003 + epoch * 10_007 + b)
             words = captions.sample(rows, CAPTIONS_PER_IMAGE, g).to(device)            # [B*S, L]
-            feats = train_x[rows].to(device).repeat_interleave(CAPTIONS_PER_IMAGE, 0)  # [B*S, D]
             with autocast(device, t.bf16):
-                logits = decoder(feats, words[:, :-1])                                 # [B*S, L-1, V]
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), words[:, 1:].flatten(), ignore_index=vocab.pad,
-                                   label_smoothing=t.label_smoothing)
+                loss, logs = loss_fn(decoder, train_x[rows].to(device), words, rows, state.step)
             if not torch.isfinite(loss):
                 raise TrainingError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {state.step}; "
                                     f"training stopped and {run.last} keeps the last good weights. Lower "
@@ -125,6 +122,8 @@ def train(config: Config, resume: str | Path | None = None, progress: bool = Tru
                 writer.add_scalar("train/loss", loss.item(), state.step)
                 writer.add_scalar("train/grad_norm", grad_norm.item(), state.step)
                 writer.add_scalar("train/lr", lr, state.step)
+                for name, value in logs.items():
+                    writer.add_scalar(f"train/{name}", float(value), state.step)
             if t.checkpoint_every and state.step % t.checkpoint_every == 0 and b < n_batches - 1:
                 checkpoint(run.last)
         bar.close()

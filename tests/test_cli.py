@@ -1,0 +1,117 @@
+"""The command line end to end on a tiny shapes set: train, resume, evaluate, caption, demo."""
+
+import json
+
+import pytest
+import torch
+from pycocotools.coco import COCO
+
+from conftest import tiny_overrides
+from lrcn.cli import main
+from lrcn.config import load_config
+from lrcn.demo import DEMO_CONFIG
+from lrcn.run import Run
+from lrcn.train import loop
+
+DEMO = str(DEMO_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_shapes, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    args = ["-q", "train", DEMO]
+    for o in tiny_overrides(tiny_shapes, runs, name="tiny"):
+        args += ["--set", o]
+    assert main(args) == 0
+    return runs / "tiny"
+
+
+def test_train_writes_a_complete_run_folder(trained_run):
+    run = Run.open(trained_run)
+    assert run.config().name == "tiny" and run.config().encoder.image_size == 64
+    vocab = run.vocab()
+    assert vocab.words[:4] == ["<pad>", "<start>", "<end>", "<unk>"] and "circle" in vocab.words
+    ckpt = run.checkpoint("last")
+    assert ckpt["progress"]["epoch"] == 2 and ckpt["vocab"] == vocab.words
+    assert run.best.exists() and list(run.tb.glob("events.out.tfevents.*"))
+
+
+def test_evaluate_writes_coco_results_and_scores(trained_run, tmp_path, capsys):
+    out = tmp_path / "scores.json"
+    assert main(["-q", "evaluate", str(trained_run), "--split", "test", "--beam", "2", "--json", str(out)]) == 0
+    scores = json.loads(out.read_text())
+    assert set(scores) >= {"Bleu_1", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"}
+    assert all(0 <= v <= 10 for v in scores.values())
+    results = trained_run / "results_test_beam2.json"
+    entries = json.loads(results.read_text())
+    assert len(entries) == 6 and all(set(e) == {"image_id", "caption"} for e in entries)
+    assert "CIDEr" in capsys.readouterr().out
+    # the results file loads into pycocotools against COCO-format references
+    refs = tmp_path / "refs.json"
+    images = [{"id": e["image_id"]} for e in entries]
+    refs.write_text(json.dumps({"images": images, "annotations": [
+        {"id": i, "image_id": e["image_id"], "caption": "a shape"} for i, e in enumerate(entries)]}))
+    assert len(COCO(str(refs)).loadRes(str(results)).getImgIds()) == 6
+
+
+def test_caption_a_folder_with_a_broken_file(trained_run, tiny_shapes, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    images = sorted((tiny_shapes.parent / "images").glob("*.png"))[:3]
+    for i, src in enumerate(images):
+        (folder / ("sub" if i else "") / src.name).write_bytes(src.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not an image at all")
+    out = tmp_path / "out"
+    assert main(["-q", "caption", str(trained_run), str(folder), "--out", str(out), "--beam", "2",
+                 "--n-best", "2"]) == 0
+    result = json.loads((out / "captions.json").read_text())
+    assert len(result["captions"]) == 3 and list(result["skipped"]) == [str(folder / "broken.jpg")]
+    entry = next(iter(result["captions"].values()))
+    assert entry["width"] == 64 and len(entry["nbest"]) == 2 and entry["caption"] == entry["nbest"][0]["caption"]
+    assert "broken.jpg" in (out / "index.html").read_text()
+    # a re-run captions nothing again
+    before = (out / "captions.json").read_text()
+    assert main(["-q", "caption", str(trained_run), str(folder), "--out", str(out), "--beam", "2",
+                 "--n-best", "2"]) == 0
+    assert (out / "captions.json").read_text() == before
+
+
+def test_resume_after_interruption_ends_with_identical_weights(tiny_shapes, tmp_path, monkeypatch):
+    overrides = tiny_overrides(tiny_shapes, tmp_path, **{"train.epochs": 3, "train.checkpoint_every": 2,
+                                                          "decoder.dropout": 0.3})
+    straight = Run(loop.train(load_config(DEMO, overrides + ["name=straight"]), progress=False))
+
+    class Killed(Exception):
+        pass
+
+    calls = {"n": 0}
+    real = loop.build_loss
+
+    def dying_loss(*args):
+        inner = real(*args)
+
+        def loss(*a):
+            calls["n"] += 1
+            if calls["n"] == 11:               # mid-epoch 2, after the step-10 checkpoint
+                raise Killed
+            return inner(*a)
+        return loss
+
+    monkeypatch.setattr(loop, "build_loss", dying_loss)
+    with pytest.raises(Killed):
+        loop.train(load_config(DEMO, overrides + ["name=resumed"]), progress=False)
+    monkeypatch.setattr(loop, "build_loss", real)
+    assert Run(tmp_path / "resumed").checkpoint("last")["progress"]["step"] == 10
+    assert main(["-q", "train", "--resume", str(tmp_path / "resumed")]) == 0
+    a = straight.checkpoint("last")["model"]
+    b = Run(tmp_path / "resumed").checkpoint("last")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_user_errors_are_one_line_without_traceback(tiny_shapes, tmp_path, capsys):
+    assert main(["train", DEMO, "--set", "train.epochz=3"]) == 2
+    assert "unknown config key 'train.epochz'" in capsys.readouterr().err
+    assert main(["train", DEMO, "--set", f"data.split_json={tmp_path / 'none.json'}"]) == 2
+    assert "none.json does not exist" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "not an lrcn run folder" in capsys.readouterr().err
