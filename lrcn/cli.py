@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image-size", type=int, default=128)
     s.set_defaults(func=cmd_data_shapes)
     s = data.add_parser("prepare", help="convert a downloaded dataset into the split JSON `lrcn train` reads")
-    s.add_argument("kind", help="coco, flickr8k, flickr30k or karpathy")
+    s.add_argument("kind", help="coco, flickr8k, flickr30k, karpathy, msvd or msrvtt")
     s.add_argument("--root", required=True, help="the folder holding the downloaded dataset (see data/README.md)")
     s.add_argument("--out", required=True, help="output folder for the prepared split JSON")
     s.add_argument("--karpathy-json", help="a Karpathy split file (dataset_coco.json, ...) to use for the splits")

@@ -30,6 +30,10 @@ class DataConfig:
     max_caption_len: int = 16            # words, without <start>/<end>
     num_workers: int = 2                 # DataLoader workers decoding images
     max_pixels: int = 89_478_485         # images larger than this are refused (decompression bombs)
+    num_frames: int = 16                 # video: frames sampled per clip
+    frame_sampling: str = "uniform"      # video: uniform (T equal segments) | fps
+    fps: float | None = None             # video: frames per second to sample with frame_sampling=fps
+    source_fps: float | None = None      # video: frame rate of frame folders (files carry their own)
 
 
 @dataclass
@@ -49,7 +53,7 @@ class DecoderConfig:
     kind: str = "show_and_tell"          # show_and_tell | init_state | lrcn_1u | lrcn_2u | lrcn_2f
     embed_dim: int = 512
     hidden_dim: int = 512
-    num_layers: int = 1
+    num_layers: int | None = None        # None: the kind's own (1 for show_and_tell; fixed for LRCN kinds)
     dropout: float = 0.5
 
 

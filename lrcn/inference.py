@@ -22,8 +22,9 @@ def build_models(config: Config, vocab_size: int, pretrained: bool | None = None
                             trainable_blocks=c.trainable_blocks, weights_path=c.weights_path,
                             image_size=c.image_size, crop=c.crop)
     d = config.decoder
+    layers = {"num_layers": d.num_layers} if d.num_layers is not None else {}
     decoder = build_decoder(d.kind, vocab_size, encoder.out_dim, embed_dim=d.embed_dim, hidden_dim=d.hidden_dim,
-                            num_layers=d.num_layers, dropout=d.dropout)
+                            dropout=d.dropout, **layers)
     return encoder, decoder
 
 

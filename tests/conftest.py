@@ -16,3 +16,9 @@ def tiny_overrides(split_json, runs_dir, **extra) -> list[str]:
               "encoder.crop": False, "data.num_workers": 0, "decoder.embed_dim": 32, "decoder.hidden_dim": 32,
               "decoder.dropout": 0.0, "train.epochs": 2, "train.batch_size": 8, "train.lr": 0.01, **extra}
     return [f"{k}={v}" for k, v in values.items()]
+
+
+def pytest_configure(config):
+    # The tests' models are tiny: one thread is faster than two fighting over a busy machine.
+    import torch
+    torch.set_num_threads(1)

@@ -105,7 +105,7 @@ def test_missing_layout_names_the_expected_files(tmp_path):
         prepare("coco", tmp_path / "nowhere", tmp_path / "out")
     with pytest.raises(DataError, match="unknown dataset kind 'imagenet'"):
         prepare("imagenet", tmp_path / "empty", tmp_path / "out")
-    assert set(READERS) == {"coco", "flickr8k", "flickr30k", "karpathy"}
+    assert set(READERS) == {"coco", "flickr8k", "flickr30k", "karpathy", "msvd", "msrvtt"}
 
 
 def test_malformed_token_lines_name_file_and_line(tmp_path):

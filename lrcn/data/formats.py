@@ -45,6 +45,13 @@ LAYOUTS = {
     "karpathy": (
         "any Karpathy split JSON given with --karpathy-json (or the single ROOT/dataset_*.json), "
         "ROOT being the folder its filepath/filename entries are relative to"),
+    "msvd": (
+        "ROOT/YouTubeClips/*.avi, ROOT/youtube_mapping.txt (clip name -> vidN, "
+        "which fixes the standard 1200/100/670 split) and the captions ROOT/MSR Video Description Corpus.csv "
+        "or ROOT/AllVideoDescriptions.txt"),
+    "msrvtt": (
+        "ROOT/train_val_videodatainfo.json and ROOT/test_videodatainfo.json (also accepted in ROOT/annotation/) "
+        "and the videos ROOT/TrainValVideo/video*.mp4, ROOT/TestVideo/video*.mp4 (or ROOT/videos/all/)"),
 }
 
 _KARPATHY_DIRS = (".", "caption_datasets", "annotations")
@@ -353,11 +360,18 @@ def _prepare_karpathy(root: Path, karpathy_json: Path | None, restval_to_train: 
     return Prepared(name, read_karpathy(karpathy_json, root, restval_to_train), root, [karpathy_json])
 
 
+def _prepare_video(kind: str, root: Path, karpathy_json: Path | None, restval_to_train: bool) -> Prepared:
+    from lrcn.data.video_datasets import VIDEO_READERS   # imports this module, so not at the top
+    return VIDEO_READERS[kind](root, karpathy_json, restval_to_train)
+
+
 READERS: dict[str, Callable[[Path, Path | None, bool], Prepared]] = {
     "coco": _prepare_coco,
     "flickr8k": partial(_prepare_flickr, _FLICKR["flickr8k"]),
     "flickr30k": partial(_prepare_flickr, _FLICKR["flickr30k"]),
     "karpathy": _prepare_karpathy,
+    "msvd": partial(_prepare_video, "msvd"),
+    "msrvtt": partial(_prepare_video, "msrvtt"),
 }
 
 
@@ -368,6 +382,8 @@ def _present(path: Path) -> bool:
         st = path.stat()
     except OSError:
         return False
+    if stat.S_ISDIR(st.st_mode):          # a video's frame folder
+        return any(True for _ in path.iterdir())
     return stat.S_ISREG(st.st_mode) and st.st_size > 0
 
 

@@ -10,7 +10,9 @@ import torch
 from lrcn.config import Config
 from lrcn.data.features import extract, store_name
 from lrcn.data.records import Sample, read_karpathy
+from lrcn.data.video import cached_video_features
 from lrcn.errors import ConfigError, DataError
+from lrcn.models.temporal import VIDEO_DECODERS
 from lrcn.text import Vocabulary
 
 
@@ -38,7 +40,14 @@ def feature_dir(config: Config) -> Path:
 
 def cached_features(config: Config, samples: list[Sample], encoder, device="cpu",
                     progress: bool = True) -> tuple[torch.Tensor, list[Sample]]:
-    """Features [N, D] of the readable ``samples`` (extracted once into the feature store)."""
+    """Features [N, D] (videos: [N, T, D]) of the readable ``samples``, extracted once into the feature store."""
+    if config.decoder.kind in VIDEO_DECODERS:
+        d = config.data
+        return cached_video_features(samples, encoder, feature_dir(config), d.num_frames, mode=d.frame_sampling,
+                                     fps=d.fps, source_fps=d.source_fps,
+                                     batch_size=max(1, config.encoder.batch_size // d.num_frames),
+                                     num_workers=d.num_workers, device=device, max_pixels=d.max_pixels,
+                                     progress=progress)
     ids = [s.id for s in samples]
     directory = feature_dir(config) / store_name(encoder.key, ids)
     store = extract(encoder, [s.path for s in samples], ids, directory, batch_size=config.encoder.batch_size,

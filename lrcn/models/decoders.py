@@ -141,17 +141,31 @@ class LRCN(CaptionDecoder):
         return self.out(x), (*new_state, image)
 
 
+def _lrcn(layers: int, image_layer: int, name: str):
+    """A builder for one LRCN variant, whose number of layers is part of its definition."""
+    def build(vocab_size: int, feature_dim: int, num_layers: int | None = None, **kwargs) -> LRCN:
+        if num_layers not in (None, layers):
+            from lrcn.errors import ConfigError
+            raise ConfigError(f"decoder.kind {name} has {layers} LSTM layer(s) by definition; "
+                              f"decoder.num_layers={num_layers} does not apply (leave it unset)")
+        return LRCN(vocab_size, feature_dim, num_layers=layers, image_layer=image_layer, **kwargs)
+    return build
+
+
 DECODERS = {
     "show_and_tell": ShowAndTell,
     "init_state": InitStateDecoder,
-    "lrcn_1u": lambda *a, **k: LRCN(*a, num_layers=1, image_layer=0, **k),
-    "lrcn_2u": lambda *a, **k: LRCN(*a, num_layers=2, image_layer=0, **k),
-    "lrcn_2f": lambda *a, **k: LRCN(*a, num_layers=2, image_layer=1, **k),
+    "lrcn_1u": _lrcn(1, 0, "lrcn_1u"),
+    "lrcn_2u": _lrcn(2, 0, "lrcn_2u"),
+    "lrcn_2f": _lrcn(2, 1, "lrcn_2f"),
 }
 
 
 def build_decoder(kind: str, vocab_size: int, feature_dim: int, **kwargs) -> CaptionDecoder:
+    """An image decoder (``DECODERS``) or a video one (``lrcn.models.temporal.VIDEO_DECODERS``)."""
     from lrcn.errors import ConfigError
-    if kind not in DECODERS:
-        raise ConfigError(f"decoder.kind {kind!r} is unknown; choose one of {sorted(DECODERS)}")
-    return DECODERS[kind](vocab_size, feature_dim, **kwargs)
+    from lrcn.models.temporal import VIDEO_DECODERS   # imports this module, so not at the top
+    kinds = {**DECODERS, **VIDEO_DECODERS}
+    if kind not in kinds:
+        raise ConfigError(f"decoder.kind {kind!r} is unknown; choose one of {sorted(kinds)}")
+    return kinds[kind](vocab_size, feature_dim, **kwargs)

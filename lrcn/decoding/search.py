@@ -1,0 +1,594 @@
+"""Decoding strategies written once on top of the decoder step interface.
+
+Every caption decoder, image or video, offers::
+
+    state = model.init_state(features)           # tuple of batch-first tensors [B, ...]
+    log_probs, state = model.step(words, state)  # words [B] long -> log-probs [B, V]
+    state = model.reorder(state, index)          # gather rows along the batch dim
+
+Decoding feeds ``bos`` first. A finished caption is a list of words followed by ``eos``; its
+log-probability is the sum over the words *and* the ``eos`` (after ``max_len`` words ``eos``
+is forced, and its log-probability still counts). The ranking score divides that sum by a
+length penalty of ``len(words) + 1`` (the number of predicted tokens):
+
+* ``"none"``: 1; ``"avg"``: the length (average log-probability per token);
+* ``"gnmt"``: ``((5 + length) / 6) ** alpha`` (Wu et al., 2016).
+
+Two layers: tensor-level functions (:func:`greedy`, :func:`beam_search`,
+:func:`diverse_beam_search`, :func:`sample` returning :class:`DecodeOutput`, and
+:func:`sample_with_logprobs` returning :class:`SampleOutput` with gradients for self-critical
+training), and :func:`generate`, which dispatches on a :class:`DecodeConfig` and returns
+:class:`Hypothesis` lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable, Mapping, NamedTuple, Protocol
+
+import torch
+from torch import Tensor
+
+from lrcn.decoding.processors import NEG_INF, ProcessorList, build_constraints, build_warpers
+from lrcn.errors import ConfigError
+
+State = tuple[Tensor, ...]
+
+
+class StepModel(Protocol):
+    def init_state(self, features: Any) -> State: ...
+    def step(self, words: Tensor, state: State) -> tuple[Tensor, State]: ...
+    def reorder(self, state: State, index: Tensor) -> State: ...
+
+
+# ----------------------------------------------------------------------------- length penalties
+
+def _no_penalty(length, alpha: float):
+    return 1.0
+
+
+def _average(length, alpha: float):
+    return length
+
+
+def _gnmt(length, alpha: float):
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+# length -> divisor of the summed log-prob; `length` counts the words and the <end>
+LENGTH_PENALTIES: dict[str, Callable] = {"none": _no_penalty, "avg": _average, "gnmt": _gnmt}
+
+
+# ----------------------------------------------------------------------------- configuration
+
+@dataclass
+class DecodeConfig:
+    """How to decode captions. Stored in YAML configs under ``decode:``; see ``add_decoding_arguments``.
+
+    beam_size: hypotheses kept per input (1 = greedy unless ``groups`` or ``sample``).
+    groups: diverse beam search groups (Vijayakumar et al.); ``beam_size`` must be a multiple.
+    diversity_strength: Hamming diversity penalty (lambda) between groups.
+    length_penalty: "none" | "avg" | "gnmt" (see the module docstring); alpha: GNMT exponent.
+    min_len / max_len: fewest / most words before ``<end>`` (``<end>`` is forced after max_len).
+    block_ngram: forbid repeating any n-gram of this size (0 = off).
+    suppress_unk: never generate ``<unk>``. suppress_tokens: further ids never generated.
+    sample: draw captions at random instead of searching; temperature, top_k (0 = off),
+        top_p (1.0 = off) shape the distribution; seed makes the draws reproducible.
+    n_best: captions returned per input (<= beam_size when searching; samples drawn when sampling).
+    """
+
+    beam_size: int = 1
+    groups: int = 1
+    diversity_strength: float = 0.5
+    length_penalty: str = "none"
+    alpha: float = 0.6
+    min_len: int = 1
+    max_len: int = 20
+    block_ngram: int = 0
+    suppress_unk: bool = True
+    suppress_tokens: tuple = ()
+    sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    n_best: int = 1
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "suppress_tokens":
+                if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value):
+                    raise ConfigError(f"decode.suppress_tokens: expected a list of token ids, got {value!r}")
+                self.suppress_tokens = tuple(value)
+            elif not _type_ok(value, hints[f.name]):
+                raise ConfigError(f"decode.{f.name}: expected {_describe(hints[f.name])}, got {value!r}")
+            elif hints[f.name] is float:
+                setattr(self, f.name, float(value))
+        c = self
+        problems = [message for ok, message in [
+            (c.beam_size >= 1, f"beam_size must be >= 1 (got {c.beam_size})"),
+            (c.groups >= 1, f"groups must be >= 1 (got {c.groups})"),
+            (c.groups < 1 or c.beam_size % c.groups == 0,
+             f"beam_size ({c.beam_size}) must be a multiple of groups ({c.groups})"),
+            (c.diversity_strength >= 0, f"diversity_strength must be >= 0 (got {c.diversity_strength})"),
+            (c.length_penalty in LENGTH_PENALTIES,
+             f"length_penalty must be one of {sorted(LENGTH_PENALTIES)} (got {c.length_penalty!r})"),
+            (c.max_len >= 1, f"max_len must be >= 1 (got {c.max_len})"),
+            (0 <= c.min_len <= c.max_len, f"min_len must be between 0 and max_len={c.max_len} (got {c.min_len})"),
+            (c.block_ngram >= 0, f"block_ngram must be >= 0 (got {c.block_ngram})"),
+            (c.temperature > 0, f"temperature must be > 0 (got {c.temperature})"),
+            (c.top_k >= 0, f"top_k must be >= 0 (got {c.top_k})"),
+            (0 < c.top_p <= 1, f"top_p must be in (0, 1] (got {c.top_p})"),
+            (c.n_best >= 1, f"n_best must be >= 1 (got {c.n_best})"),
+            (c.sample or c.n_best <= c.beam_size,
+             f"n_best ({c.n_best}) must be <= beam_size ({c.beam_size}) unless sampling"),
+            (not c.sample or (c.beam_size == 1 and c.groups == 1),
+             f"sample cannot be combined with beam_size > 1 or groups > 1 "
+             f"(got beam_size={c.beam_size}, groups={c.groups})"),
+        ] if not ok]
+        if problems:
+            raise ConfigError("invalid decode settings (YAML decode: / decoding options): " + "; ".join(problems))
+
+    @property
+    def strategy(self) -> str:
+        """Name of the strategy in :data:`STRATEGIES` this config selects."""
+        if self.sample:
+            return "sample"
+        if self.groups > 1:
+            return "diverse"
+        return "beam" if self.beam_size > 1 else "greedy"
+
+    def describe(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["suppress_tokens"] = list(self.suppress_tokens)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None, where: str = "decode") -> DecodeConfig:
+        """Build from a plain dict (a YAML ``decode:`` section); unknown keys raise ConfigError."""
+        d = dict(d or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {names}")
+        return cls(**d)
+
+    @classmethod
+    def from_args(cls, namespace: argparse.Namespace,
+                  base: DecodeConfig | Mapping[str, Any] | None = None) -> DecodeConfig:
+        """``base`` (a config or dict, default: the defaults) with the options given on the command line."""
+        if not isinstance(base, DecodeConfig):
+            base = cls.from_dict(base)
+        overrides = {}
+        for f in dataclasses.fields(cls):
+            value = getattr(namespace, _DEST_PREFIX + f.name, None)
+            if value is not None:
+                overrides[f.name] = value
+        return dataclasses.replace(base, **overrides)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _type_ok(value: Any, expected: Any) -> bool:
+    if typing.get_origin(expected) in (typing.Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in typing.get_args(expected))
+    if expected is type(None):
+        return value is None
+    if expected is int:
+        return _is_int(value)
+    if expected is float:
+        return _is_int(value) or isinstance(value, float)
+    return isinstance(value, expected)
+
+
+def _describe(expected: Any) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+             type(None): "null"}
+    if typing.get_origin(expected) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(expected))
+    return names.get(expected, str(expected))
+
+
+_DEST_PREFIX = "decode_"
+
+# command-line flag -> (DecodeConfig field, argparse keyword arguments)
+_ARGUMENTS: dict[str, tuple[str, dict]] = {
+    "--beam": ("beam_size", dict(type=int, metavar="K", help="beam size (1 = greedy)")),
+    "--length-penalty": ("length_penalty", dict(choices=sorted(LENGTH_PENALTIES),
+                         help="rank finished captions by log-prob (none), average log-prob (avg) "
+                              "or GNMT ((5+len)/6)^alpha (gnmt)")),
+    "--alpha": ("alpha", dict(type=float, metavar="A", help="GNMT length penalty exponent")),
+    "--groups": ("groups", dict(type=int, metavar="G", help="diverse beam search groups")),
+    "--diversity": ("diversity_strength", dict(type=float, metavar="LAMBDA",
+                    help="diverse beam search: Hamming penalty between groups")),
+    "--min-len": ("min_len", dict(type=int, metavar="N", help="fewest words per caption")),
+    "--max-len": ("max_len", dict(type=int, metavar="N", help="most words per caption")),
+    "--block-ngram": ("block_ngram", dict(type=int, metavar="N",
+                      help="forbid repeated n-grams of this size (0 = off)")),
+    "--allow-unk": ("suppress_unk", dict(action="store_const", const=False,
+                    help="allow <unk> in captions (suppressed by default)")),
+    "--sample": ("sample", dict(action=argparse.BooleanOptionalAction,
+                 help="sample captions instead of searching (--no-sample: search)")),
+    "--temperature": ("temperature", dict(type=float, metavar="T", help="sampling temperature")),
+    "--top-k": ("top_k", dict(type=int, metavar="K", help="sample among the K likeliest words (0 = all)")),
+    "--top-p": ("top_p", dict(type=float, metavar="P", help="nucleus sampling mass (1 = off)")),
+    "--n-best": ("n_best", dict(type=int, metavar="N", help="captions per input (samples when sampling)")),
+    "--sample-seed": ("seed", dict(type=int, metavar="SEED", help="seed of the sampler, for reproducible samples")),
+}
+
+
+def add_decoding_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the decoding options (``--beam``, ``--sample``, ...) to ``parser``; read them back with
+    ``DecodeConfig.from_args(args, base)``. Options not given leave ``base`` unchanged."""
+    defaults = DecodeConfig()
+    group = parser.add_argument_group("decoding")
+    for flag, (name, kwargs) in _ARGUMENTS.items():
+        kwargs = dict(kwargs)
+        if "action" not in kwargs:
+            kwargs["help"] += f" (default: the config's decode.{name}, else {getattr(defaults, name)})"
+        group.add_argument(flag, dest=_DEST_PREFIX + name, default=None, **kwargs)
+    return parser
+
+
+# ----------------------------------------------------------------------------- outputs
+
+class DecodeOutput(NamedTuple):
+    """n-best lists of B inputs, best first. Missing entries (fewer than n found) score -inf."""
+
+    tokens: Tensor      # [B, n, T] long: the words, then <end> up to T
+    lengths: Tensor     # [B, n] long: number of words (without <end>)
+    scores: Tensor      # [B, n] ranking score (after length penalty)
+    log_probs: Tensor   # [B, n] summed log-prob of the words and <end>
+
+
+class SampleOutput(NamedTuple):
+    """Sampled captions, row ``i * n + j`` being sample ``j`` of input ``i``."""
+
+    tokens: Tensor           # [B*n, T] long: words, then <end> (and <end> after it)
+    token_log_probs: Tensor  # [B*n, T] log-prob of each token under the sampling distribution
+    #                          (with grad; 0 where mask is False)
+    mask: Tensor             # [B*n, T] bool: True on the words and the first <end>
+    lengths: Tensor          # [B*n] long: number of words
+    log_probs: Tensor        # [B*n] summed model log-prob of words and <end> (no grad)
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]   # the words, without <start> / <end>
+    score: float        # ranking score (after length penalty)
+    log_prob: float     # summed log-prob of the words and <end>
+
+
+def to_hypotheses(output: DecodeOutput) -> list[list[Hypothesis]]:
+    """Per input, its hypotheses best first (entries scoring -inf are left out)."""
+    tokens, lengths = output.tokens.tolist(), output.lengths.tolist()
+    scores, log_probs = output.scores.tolist(), output.log_probs.tolist()
+    return [[Hypothesis(t[:n], s, lp) for t, n, s, lp in zip(*row) if s != NEG_INF]
+            for row in zip(tokens, lengths, scores, log_probs)]
+
+
+# ----------------------------------------------------------------------------- shared pieces
+
+def _constraints(config: DecodeConfig, *, bos: int, eos: int, unk: int | None,
+                 pad: int | None) -> ProcessorList:
+    suppress = [bos, *config.suppress_tokens]
+    suppress += [t for t in (pad,) if t is not None]
+    if config.suppress_unk and unk is not None:
+        suppress.append(unk)
+    return build_constraints(min_len=config.min_len, max_len=config.max_len, eos=eos,
+                             suppress=suppress, block_ngram=config.block_ngram)
+
+
+def _penalty(config: DecodeConfig) -> Callable:
+    return partial(LENGTH_PENALTIES[config.length_penalty], alpha=config.alpha)
+
+
+def _start(model: StepModel, features: Any, copies: int) -> tuple[State, int]:
+    """Initial state with every input repeated ``copies`` times (rows i*copies ... stay together)."""
+    state = model.init_state(features)
+    batch = state[0].size(0)
+    if copies > 1:
+        index = torch.arange(batch, device=state[0].device).repeat_interleave(copies)
+        state = model.reorder(state, index)
+    return state, batch
+
+
+def _sort_best(scores: Tensor, *others: Tensor, n: int, dim: int) -> list[Tensor]:
+    """The ``n`` best entries along ``dim`` of ``scores`` and of every tensor aligned with it.
+
+    Stable: among equal scores the earlier entry wins, so an entry kept once is never displaced
+    by a later one with the same score."""
+    order = scores.sort(dim=dim, descending=True, stable=True).indices.narrow(dim, 0, n)
+    out = []
+    for t in (scores, *others):
+        index = order.view(order.shape + (1,) * (t.dim() - order.dim()))
+        out.append(t.gather(dim, index.expand(order.shape + t.shape[order.dim():])))
+    return out
+
+
+# ----------------------------------------------------------------------------- greedy & sampling
+
+def _rollout(model: StepModel, features: Any, constraints: ProcessorList, pick: Callable,
+             copies: int, *, bos: int, eos: int, max_len: int):
+    """Feed each row's chosen word back until every row has produced <end>.
+
+    ``pick(scores [N, V], tokens [N, t]) -> (words [N], model log-prob [N], sampling log-prob [N] or None)``.
+    Returns tokens [N, T], per-step sampling log-probs [N, T] or None, lengths [N], log-prob sums [N].
+    """
+    state, batch = _start(model, features, copies)
+    device = state[0].device
+    rows = batch * copies
+    words = torch.full((rows,), bos, dtype=torch.long, device=device)
+    tokens = torch.full((rows, max_len + 1), eos, dtype=torch.long, device=device)
+    alive = torch.ones(rows, dtype=torch.bool, device=device)
+    lengths = torch.zeros(rows, dtype=torch.long, device=device)
+    log_prob_sum = torch.zeros(rows, device=device)
+    step_log_probs = []
+    for t in range(max_len + 1):
+        log_probs, state = model.step(words, state)                 # [N, V]
+        if log_probs.requires_grad:
+            log_probs = log_probs.clone()                            # processors edit in place
+        scores = constraints(log_probs, tokens[:, :t])
+        scores[:, eos].masked_fill_(~alive, 0.0)                     # finished rows: <end> again
+        words, word_log_prob, sample_log_prob = pick(scores, tokens[:, :t])
+        words = words.masked_fill(~alive, eos)
+        tokens[:, t] = words
+        log_prob_sum += word_log_prob.float().masked_fill(~alive, 0.0)
+        if sample_log_prob is not None:
+            step_log_probs.append(sample_log_prob.masked_fill(~alive, 0.0))
+        alive &= words != eos
+        lengths += alive
+        if not alive.any():
+            break
+    steps = t + 1
+    step_log_probs = torch.stack(step_log_probs, dim=1) if step_log_probs else None
+    return tokens[:, :steps], step_log_probs, lengths, log_prob_sum
+
+
+def _greedy_pick(scores: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor, None]:
+    words = scores.argmax(dim=-1)
+    return words, scores.gather(1, words[:, None]).squeeze(1), None
+
+
+def _sampling_pick(scores: Tensor, tokens: Tensor, warpers: ProcessorList,
+                   generator: torch.Generator | None):
+    warped = warpers(scores.clone(), tokens) if warpers else scores
+    log_probs = warped.log_softmax(dim=-1)                           # the distribution sampled from
+    words = torch.multinomial(log_probs.detach().exp(), 1, generator=generator).squeeze(1)
+    word_log_prob = scores.detach().gather(1, words[:, None]).squeeze(1)
+    return words, word_log_prob, log_probs.gather(1, words[:, None]).squeeze(1)
+
+
+@torch.no_grad()
+def greedy(model: StepModel, features: Any, config: DecodeConfig, *, bos: int, eos: int,
+           unk: int | None = None, pad: int | None = None) -> DecodeOutput:
+    """Pick the most probable word at every step (n = 1; ``tokens[:, 0]`` is the [B, T] tensor)."""
+    constraints = _constraints(config, bos=bos, eos=eos, unk=unk, pad=pad)
+    tokens, _, lengths, log_probs = _rollout(model, features, constraints, _greedy_pick, 1,
+                                             bos=bos, eos=eos, max_len=config.max_len)
+    scores = log_probs / _penalty(config)(lengths + 1)
+    return DecodeOutput(tokens[:, None], lengths[:, None], scores[:, None], log_probs[:, None])
+
+
+def sample_with_logprobs(model: StepModel, features: Any, config: DecodeConfig, *, bos: int,
+                         eos: int, unk: int | None = None, pad: int | None = None,
+                         generator: torch.Generator | None = None) -> SampleOutput:
+    """Draw ``config.n_best`` captions per input, keeping the graph for policy-gradient training.
+
+    Words are drawn from the model's distribution after the constraints and the temperature /
+    top-k / top-p warpers; ``token_log_probs`` are log-probs under that distribution. The
+    generator defaults to one seeded with ``config.seed`` (or torch's global one if None)."""
+    if generator is None and config.seed is not None:
+        generator = torch.Generator(device=_device_of(model, features)).manual_seed(config.seed)
+    constraints = _constraints(config, bos=bos, eos=eos, unk=unk, pad=pad)
+    warpers = build_warpers(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p)
+    pick = partial(_sampling_pick, warpers=warpers, generator=generator)
+    tokens, step_log_probs, lengths, log_probs = _rollout(
+        model, features, constraints, pick, config.n_best, bos=bos, eos=eos, max_len=config.max_len)
+    positions = torch.arange(tokens.size(1), device=tokens.device)
+    mask = positions[None, :] <= lengths[:, None]
+    return SampleOutput(tokens, step_log_probs, mask, lengths, log_probs)
+
+
+@torch.no_grad()
+def sample(model: StepModel, features: Any, config: DecodeConfig, *, bos: int, eos: int,
+           unk: int | None = None, pad: int | None = None,
+           generator: torch.Generator | None = None) -> DecodeOutput:
+    """``config.n_best`` sampled captions per input, sorted by score."""
+    out = sample_with_logprobs(model, features, config, bos=bos, eos=eos, unk=unk, pad=pad,
+                               generator=generator)
+    n = config.n_best
+    batch = out.tokens.size(0) // n
+    scores = out.log_probs / _penalty(config)(out.lengths + 1)
+    scores, tokens, lengths, log_probs = _sort_best(
+        scores.view(batch, n), out.tokens.view(batch, n, -1), out.lengths.view(batch, n),
+        out.log_probs.view(batch, n), n=n, dim=1)
+    return DecodeOutput(tokens, lengths, scores, log_probs)
+
+
+def _device_of(model: Any, features: Any) -> torch.device:
+    if isinstance(features, Tensor):
+        return features.device
+    parameter = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+# ----------------------------------------------------------------------------- beam search
+
+def _select(cand: Tensor, eos: int, diversity: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Each group's 2*kg best extensions and, among them, the kg best that are not <end>.
+
+    cand: [B, G, kg, V] cumulative log-prob of every extension. Returns, in ranking order,
+    log-prob [B, G, 2kg], source beam [B, G, 2kg], word [B, G, 2kg] and keep [B, G, kg]
+    (positions of the kg best non-<end> candidates). With ``diversity`` > 0 the ranking of group g
+    subtracts ``diversity`` times the number of times the previous groups chose each word at this
+    step (Hamming diversity); the returned log-probs stay unpenalised."""
+    batch, groups, kg, vocab = cand.shape
+    width = 2 * kg
+    rank = torch.arange(width, device=cand.device)
+
+    def first_non_end(words: Tensor) -> Tensor:
+        return ((words == eos) * width + rank).topk(kg, dim=-1, largest=False).indices
+
+    if groups == 1 or diversity == 0:
+        top, index = cand.view(batch, groups, kg * vocab).topk(width, dim=-1)
+        words = index % vocab
+        return top, index // vocab, words, first_non_end(words)
+
+    counts = cand.new_zeros(batch, vocab)            # times each word was chosen by earlier groups
+    results = []
+    for g in range(groups):
+        flat = cand[:, g].reshape(batch, kg * vocab)
+        ranked = (cand[:, g] - diversity * counts[:, None, :]).view(batch, kg * vocab)
+        index = ranked.topk(width, dim=-1).indices
+        top, words = flat.gather(1, index), index % vocab
+        keep = first_non_end(words)
+        alive = (top.gather(1, keep) > NEG_INF).to(counts.dtype)      # dead beams choose nothing
+        counts.scatter_add_(1, words.gather(1, keep), alive)
+        results.append((top, index // vocab, words, keep))
+    return tuple(torch.stack(parts, dim=1) for parts in zip(*results))
+
+
+@torch.no_grad()
+def _beam_search(model: StepModel, features: Any, config: DecodeConfig, groups: int,
+                 diversity: float, *, bos: int, eos: int, unk: int | None, pad: int | None,
+                 early_stop: bool) -> DecodeOutput:
+    """Beam search over all inputs at once: B x k rows, split into ``groups`` groups of kg beams.
+
+    Each step, every group ranks its kg x V extensions; <end> extensions among the kg best
+    become finished captions (each group keeps its n_best best by score), and the kg best
+    extensions that are not <end> stay alive. An input is done once no alive beam can still
+    beat its groups' worst kept captions; done inputs leave the batch (exact: the result equals
+    running every input to max_len)."""
+    k, n_best, max_len = config.beam_size, config.n_best, config.max_len
+    kg = k // groups
+    constraints = _constraints(config, bos=bos, eos=eos, unk=unk, pad=pad)
+    penalty = _penalty(config)
+    state, batch = _start(model, features, k)
+    device = state[0].device
+
+    active = torch.arange(batch, device=device)          # inputs still searched, n = len(active)
+    words = torch.full((batch * k,), bos, dtype=torch.long, device=device)
+    beam_log_prob = torch.zeros(batch, groups, kg, device=device)
+    beam_log_prob[:, :, 1:] = NEG_INF                     # all beams of a group start as one
+    history = torch.full((batch * k, max_len + 1), eos, dtype=torch.long, device=device)  # alive words
+    # finished captions of each active (input, group), best first
+    fin = [torch.full((batch, groups, n_best), NEG_INF, device=device),                 # score
+           torch.full((batch, groups, n_best), NEG_INF, device=device),                 # log-prob
+           torch.zeros((batch, groups, n_best), dtype=torch.long, device=device),       # length
+           torch.full((batch, groups, n_best, max_len + 1), eos, dtype=torch.long, device=device)]
+    results = [x.clone() for x in fin]                    # of all inputs, filled as they finish
+
+    for t in range(max_len + 1):
+        n = len(active)
+        log_probs, state = model.step(words, state)                  # [n*k, V]
+        vocab = log_probs.size(-1)
+        scores = constraints(log_probs.float(), history[:, :t])
+        cand = scores.view(n, groups, kg, vocab).add_(beam_log_prob.unsqueeze(-1))
+        top_log_prob, top_beam, top_word, keep = _select(cand, eos, diversity)
+
+        # <end> among the kg best: finished captions of t words
+        end_log_prob = top_log_prob[..., :kg].masked_fill(top_word[..., :kg] != eos, NEG_INF)
+        source = top_beam[..., :kg, None].expand(-1, -1, -1, max_len + 1)
+        end_tokens = history.view(n, groups, kg, -1).gather(2, source)
+        end_length = torch.full_like(end_log_prob, t, dtype=torch.long)
+        fin = _sort_best(*(torch.cat(pair, dim=2) for pair in zip(
+            fin, (end_log_prob / penalty(t + 1), end_log_prob, end_length, end_tokens))), n=n_best, dim=2)
+
+        # the kg best that are not <end> stay alive
+        beam_log_prob = top_log_prob.gather(-1, keep)                 # [n, G, kg]
+        if t == max_len:
+            break
+        first_row = torch.arange(n * groups, device=device).view(n, groups, 1) * kg
+        rows = (first_row + top_beam.gather(-1, keep)).view(n, k)
+        words = top_word.gather(-1, keep).view(n, k)
+        if early_stop:
+            # alive log-probs only fall; the best score any can reach uses the largest penalty ahead
+            best_possible = beam_log_prob.amax(-1) / max(penalty(t + 2), penalty(max_len + 1))
+            done = (fin[0][..., -1] >= best_possible).all(-1)        # [n]
+            n_done = int(done.sum())
+            if n_done == n:
+                break
+            if n_done:                                                # drop the done inputs' rows
+                gone, stay = done.nonzero().squeeze(1), (~done).nonzero().squeeze(1)
+                for result, x in zip(results, fin):
+                    result.index_copy_(0, active[gone], x[gone])
+                active, rows, words = active[stay], rows[stay], words[stay]
+                beam_log_prob, fin = beam_log_prob[stay], [x[stay] for x in fin]
+        rows, words = rows.view(-1), words.view(-1)
+        history = history.index_select(0, rows)
+        history[:, t] = words
+        state = model.reorder(state, rows)
+
+    for result, x in zip(results, fin):
+        result.index_copy_(0, active, x)
+    score, log_prob, length, tokens = results
+    return _final(score.view(batch, -1), log_prob.view(batch, -1), length.view(batch, -1),
+                  tokens.view(batch, groups * n_best, -1), n_best, distinct=groups > 1)
+
+
+def _final(scores: Tensor, log_probs: Tensor, lengths: Tensor, tokens: Tensor, n: int,
+           distinct: bool) -> DecodeOutput:
+    """The n best of each row (duplicates dropped if ``distinct``), trimmed to the longest caption."""
+    scores, log_probs, lengths, tokens = _sort_best(scores, log_probs, lengths, tokens,
+                                                    n=scores.size(1), dim=1)
+    if distinct:   # groups of a diverse search may find the same caption: keep its first copy
+        same = (tokens[:, :, None, :] == tokens[:, None, :, :]).all(-1)          # [B, M, M]
+        earlier = torch.ones(same.shape[1:], dtype=torch.bool, device=same.device).tril(-1)
+        repeat = (same & earlier & (scores > NEG_INF)[:, None, :]).any(-1)
+        scores = scores.masked_fill(repeat, NEG_INF)
+        scores, log_probs, lengths, tokens = _sort_best(scores, log_probs, lengths, tokens,
+                                                        n=scores.size(1), dim=1)
+    scores, log_probs, lengths, tokens = (x[:, :n] for x in (scores, log_probs, lengths, tokens))
+    width = int(lengths.max()) + 1 if lengths.numel() else 1
+    return DecodeOutput(tokens[..., :width], lengths, scores, log_probs)
+
+
+def beam_search(model: StepModel, features: Any, config: DecodeConfig, *, bos: int, eos: int,
+                unk: int | None = None, pad: int | None = None, early_stop: bool = True) -> DecodeOutput:
+    """Beam search with ``config.beam_size`` beams over the whole batch at once (``config.groups``
+    is ignored). ``early_stop=False`` runs every step to ``max_len`` (same result, slower)."""
+    return _beam_search(model, features, config, 1, 0.0, bos=bos, eos=eos, unk=unk, pad=pad,
+                        early_stop=early_stop)
+
+
+def diverse_beam_search(model: StepModel, features: Any, config: DecodeConfig, *, bos: int,
+                        eos: int, unk: int | None = None, pad: int | None = None,
+                        early_stop: bool = True) -> DecodeOutput:
+    """Diverse beam search (Vijayakumar et al., 2018): ``config.groups`` groups of
+    ``beam_size / groups`` beams; a group's ranking is penalised by ``diversity_strength`` for
+    every time an earlier group chose the same word at the same step. The n-best list merges
+    the groups' captions, distinct, by score."""
+    return _beam_search(model, features, config, config.groups, config.diversity_strength,
+                        bos=bos, eos=eos, unk=unk, pad=pad, early_stop=early_stop)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+# DecodeConfig.strategy -> tensor-level function
+STRATEGIES: dict[str, Callable[..., DecodeOutput]] = {
+    "greedy": greedy, "beam": beam_search, "diverse": diverse_beam_search, "sample": sample,
+}
+
+
+def generate(model: StepModel, features: Any, config: DecodeConfig | Mapping[str, Any], *,
+             bos: int, eos: int, unk: int | None = None, pad: int | None = None) -> list[list[Hypothesis]]:
+    """Decode every input with the strategy ``config`` selects; per input its n_best
+    hypotheses, best first. ``bos`` / ``pad`` (if given) and, with ``suppress_unk``, ``unk`` are
+    never generated. The caller chooses the model's mode (``model.eval()``)."""
+    if not isinstance(config, DecodeConfig):
+        config = DecodeConfig.from_dict(config)
+    strategy = STRATEGIES[config.strategy]
+    return to_hypotheses(strategy(model, features, config, bos=bos, eos=eos, unk=unk, pad=pad))
