@@ -1,4 +1,6 @@
-"""The training loop: teacher forcing with cross-entropy, validation by CIDEr-D, checkpoints, resume."""
+"""The training loop: teacher forcing (or any loss in lrcn.train.losses), validation by CIDEr-D,
+best/last checkpoints, exact resume, optional fine-tuning of the encoder's top blocks, and
+DistributedDataParallel under torchrun."""
 
 from __future__ import annotations
 
@@ -6,18 +8,23 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
+from torch import Tensor, nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from lrcn.config import Config
 from lrcn.data.loaders import CaptionTable, cached_features, load_samples, split
+from lrcn.data.media import ImageFolderDataset, collate_skip_bad
+from lrcn.data.records import Sample
 from lrcn.errors import ConfigError, TrainingError
 from lrcn.inference import autocast, build_models, caption_features, decode_config
 from lrcn.metrics import score
 from lrcn.run import Run, resolve_device
 from lrcn.text import Vocabulary
+from lrcn.train import distributed
 from lrcn.train.checkpoint import save_checkpoint
 from lrcn.train.losses import build_loss
 
@@ -34,120 +41,219 @@ class Progress:
     stale_epochs: int = 0
 
 
-def train(config: Config, resume: str | Path | None = None, progress: bool = True) -> Path:
-    """Train (or continue) a run; returns its folder."""
+class TrainStep(nn.Module):
+    """What DistributedDataParallel wraps: the encoder (when fine-tuned), the decoder and the loss,
+    so that the gradients of any loss, however it runs the decoder, are synchronised."""
+
+    def __init__(self, encoder: nn.Module | None, decoder: nn.Module, loss_fn):
+        super().__init__()
+        self.encoder, self.decoder, self.loss_fn = encoder, decoder, loss_fn
+
+    def forward(self, x: Tensor, words: Tensor, rows: Tensor, step: int):
+        features = self.encoder(x) if self.encoder is not None else x     # images -> [B, D] when fine-tuning
+        return self.loss_fn(self.decoder, features, words, rows, step)
+
+
+def _vocabulary(config: Config, run: Run, resume: bool, train_samples: list[Sample]) -> Vocabulary:
+    if resume:
+        return run.vocab()
+    if config.train.init_from:
+        vocab = Run.open(config.train.init_from).vocab()
+    else:
+        vocab = Vocabulary.build((c for s in train_samples for c in s.captions), config.data.min_word_count)
+    vocab.save(run.vocab_path)
+    return vocab
+
+
+def train(config: Config | None, resume: str | Path | None = None, progress: bool = True) -> Path:
+    """Train (or continue, with ``resume=RUN_DIR``) a run; returns its folder."""
+    device = resolve_device((Run.open(resume).config() if resume else config).train.device)
+    dist = distributed.setup(device)
+    device = dist.device(device)
     if resume is not None:
         run = Run.open(resume)
         config = run.config()
     else:
-        run = Run.create(config)
+        run = Run.create(config) if dist.main else Run(Path(config.train.runs_dir) / config.name)
+    dist.barrier()
     t = config.train
-    device = resolve_device(t.device)
     torch.manual_seed(t.seed)
+    progress = progress and dist.main
 
     samples = load_samples(config)
     train_samples, val_samples = split(samples, "train"), split(samples, "val")
     if t.val_max_images:
         val_samples = val_samples[: t.val_max_images]
-    if resume is not None:
-        vocab = run.vocab()
-    elif config.train.init_from:
-        vocab = Run.open(config.train.init_from).vocab()
-        vocab.save(run.vocab_path)
-    else:
-        vocab = Vocabulary.build((c for s in train_samples for c in s.captions), config.data.min_word_count)
-        vocab.save(run.vocab_path)
+    vocab = _vocabulary(config, run, resume is not None, train_samples) if dist.main else None
+    dist.barrier()
+    vocab = vocab or run.vocab()
 
     encoder, decoder = build_models(config, len(vocab))
     fine_tune = config.encoder.trainable_blocks > 0
     if fine_tune:
-        raise ConfigError("encoder.trainable_blocks > 0 needs the image pipeline (lrcn.train.finetune)")
-    train_x, train_samples = cached_features(config, train_samples, encoder, device, progress)
-    val_x, val_samples = cached_features(config, val_samples, encoder, device, progress)
+        # images go through the encoder at every step; unreadable ones are dropped from the batches
+        train_x = val_x = None
+        encoder.to(device)
+    else:
+        if dist.main:                      # one process extracts, the others then read the store
+            cached_features(config, train_samples, encoder, device, progress)
+            cached_features(config, val_samples, encoder, device, progress)
+        dist.barrier()
+        train_x, train_samples = cached_features(config, train_samples, encoder, device, False)
+        val_x, val_samples = cached_features(config, val_samples, encoder, device, False)
     captions = CaptionTable.build(train_samples, vocab, config.data.max_caption_len)
 
     decoder.to(device)
     loss_fn = build_loss(config, vocab, train_samples)
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    module = TrainStep(encoder if fine_tune else None, decoder, loss_fn)
+    ddp = nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None) \
+        if dist.active else module
+    groups = [{"params": list(decoder.parameters()), "base_lr": t.lr}]
+    if fine_tune:
+        groups += [{**g, "base_lr": config.encoder.lr} for g in encoder.param_groups(config.encoder.lr)]
+    optimizer = torch.optim.Adam(groups, lr=t.lr, weight_decay=t.weight_decay)
     state = Progress()
     if resume is not None and run.last.exists():
         ckpt = run.checkpoint("last")
         decoder.load_state_dict(ckpt["model"])
+        if fine_tune:
+            encoder.load_state_dict(ckpt["encoder"])
         optimizer.load_state_dict(ckpt["optimizer"])
         state = Progress(**ckpt["progress"])
         torch.set_rng_state(ckpt["rng"])
-    elif config.train.init_from:
-        decoder.load_state_dict(Run.open(config.train.init_from).checkpoint("best")["model"])
+    elif t.init_from:
+        start = Run.open(t.init_from).checkpoint("best")
+        decoder.load_state_dict(start["model"])
+        if "encoder" in start:
+            encoder.load_state_dict(start["encoder"])
 
-    writer = SummaryWriter(run.tb, purge_step=state.step if state.step else None)
-    greedy = decode_config(config, beam_size=1, n_best=1, sample=False)
+    writer = SummaryWriter(run.tb, purge_step=state.step or None) if dist.main else None
+    greedy = decode_config(config, beam_size=1, n_best=1, sample=False, groups=1)
     references = {s.id: s.captions for s in val_samples}
+    image_set = ImageFolderDataset([s.path for s in train_samples], encoder.transform,
+                                   max_pixels=config.data.max_pixels)
 
     def checkpoint(path: Path) -> None:
-        save_checkpoint(path, {"model": decoder.state_dict(), "optimizer": optimizer.state_dict(),
-                               "progress": vars(state).copy(), "rng": torch.get_rng_state(),
-                               "config": config.to_dict(), "vocab": vocab.words})
+        if dist.main:
+            payload = {"model": decoder.state_dict(), "optimizer": optimizer.state_dict(),
+                       "progress": vars(state).copy(), "rng": torch.get_rng_state(),
+                       "config": config.to_dict(), "vocab": vocab.words}
+            save_checkpoint(path, {**payload, "encoder": encoder.state_dict()} if fine_tune else payload)
+        dist.barrier()
+
+    def batches(order: list[Tensor], start: int) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
+        """(batch number, this process's rows, their positions in the global batch, inputs)."""
+        local = [rows[dist.rank::dist.world] for rows in order]
+        positions = [torch.arange(len(rows))[dist.rank::dist.world] for rows in order]
+        if not fine_tune:
+            for b in range(start, len(order)):
+                yield b, local[b], positions[b], train_x[local[b]]
+            return
+        loader = torch.utils.data.DataLoader(image_set, batch_sampler=[r.tolist() for r in local[start:]],
+                                             num_workers=config.data.num_workers, collate_fn=collate_skip_bad)
+        for b, batch in zip(range(start, len(order)), loader):
+            for i in batch.errors:
+                tqdm.write(f"skipped {train_samples[i].path}: {batch.errors[i]}")
+            keep = torch.tensor([r in batch.indices for r in local[b].tolist()], dtype=torch.bool)
+            yield b, local[b][keep], positions[b][keep], batch.images
 
     n_batches = math.ceil(len(train_samples) / t.batch_size)
     while state.epoch < t.epochs:
         epoch = state.epoch
-        lr = t.lr * t.lr_decay ** (epoch // max(1, t.lr_decay_every))
+        decay = t.lr_decay ** (epoch // max(1, t.lr_decay_every))
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = group["base_lr"] * decay
         order = torch.randperm(len(train_samples), generator=torch.Generator().manual_seed(t.seed * 100_003 + epoch))
-        batches = order.split(t.batch_size)
-        decoder.train()
+        order = list(order.split(t.batch_size))
+        module.train()
         bar = tqdm(total=n_batches, initial=state.batch, desc=f"epoch {epoch + 1}/{t.epochs}", disable=not progress,
                    leave=False)
         started = time.perf_counter()
-        for b in range(state.batch, n_batches):
-            rows = batches[b]
+        loss_value = float("nan")
+        for b, rows, positions, x in batches(order, state.batch):
             g = torch.Generator().manual_seed(t.seed * 100_003 + epoch * 10_007 + b)
-            words = captions.sample(rows, CAPTIONS_PER_IMAGE, g).to(device)            # [B*S, L]
+            words = captions.sample(order[b], CAPTIONS_PER_IMAGE, g)                 # [B*S, L], global batch
+            words = words.view(len(order[b]), CAPTIONS_PER_IMAGE, -1)[positions].flatten(0, 1).to(device)
             with autocast(device, t.bf16):
-                loss, logs = loss_fn(decoder, train_x[rows].to(device), words, rows, state.step)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {state.step}; "
+                total, count, logs = ddp(x.to(device), words, rows, state.step)
+            count = dist.sum(torch.as_tensor(count, dtype=torch.float32, device=device)).clamp(min=1)
+            loss = total * dist.world / count                                       # DDP averages over ranks
+            loss_value = (dist.sum(total.detach().float()) / count).item()
+            if not math.isfinite(loss_value):
+                raise TrainingError(f"the loss became {loss_value} at epoch {epoch + 1}, step {state.step}; "
                                     f"training stopped and {run.last} keeps the last good weights. Lower "
                                     f"train.lr or set train.grad_clip")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(decoder.parameters(), t.grad_clip or float("inf"))
+            grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), t.grad_clip or float("inf"))
             optimizer.step()
             state.step += 1
             state.batch = b + 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            if state.step % t.log_every == 0 or b == n_batches - 1:
-                writer.add_scalar("train/loss", loss.item(), state.step)
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+            if writer and (state.step % t.log_every == 0 or b == n_batches - 1):
+                writer.add_scalar("train/loss", loss_value, state.step)
                 writer.add_scalar("train/grad_norm", grad_norm.item(), state.step)
-                writer.add_scalar("train/lr", lr, state.step)
+                writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], state.step)
                 for name, value in logs.items():
                     writer.add_scalar(f"train/{name}", float(value), state.step)
             if t.checkpoint_every and state.step % t.checkpoint_every == 0 and b < n_batches - 1:
                 checkpoint(run.last)
         bar.close()
 
-        hyps = caption_features(decoder, val_x, vocab, greedy, device=device, bf16=t.bf16)
-        candidates = {s.id: vocab.decode(h[0].tokens) for s, h in zip(val_samples, hyps)}
-        scores = score(candidates, references, metrics=("Bleu", "ROUGE_L", "CIDEr"), backend="fast")
-        for name, value in scores.corpus.items():
-            writer.add_scalar(f"val/{name}", value, state.step)
-        writer.add_text("val/samples", "\n\n".join(f"{s.id}: {candidates[s.id]}" for s in val_samples[:8]),
-                        state.step)
-        value = scores.corpus[t.val_metric]
+        value = validate(config, encoder, decoder, vocab, val_samples, val_x, greedy, references, dist, device,
+                         writer, state.step, fine_tune)
         improved = value > state.best_score
         if improved:
             state.best_score, state.best_epoch, state.stale_epochs = value, epoch, 0
         else:
             state.stale_epochs += 1
-        tqdm.write(f"epoch {epoch + 1}/{t.epochs}  loss {loss.item():.3f}  val {t.val_metric} {value:.3f}"
-                   f"{'  (best)' if improved else ''}  {time.perf_counter() - started:.1f}s")
+        if dist.main:
+            tqdm.write(f"epoch {epoch + 1}/{t.epochs}  loss {loss_value:.3f}  val {t.val_metric} {value:.3f}"
+                       f"{'  (best)' if improved else ''}  {time.perf_counter() - started:.1f}s")
         state.epoch, state.batch = epoch + 1, 0
         if t.patience and state.stale_epochs >= t.patience:
             state.epoch = t.epochs
         if improved:
             checkpoint(run.best)
         checkpoint(run.last)
-    writer.close()
+    if writer:
+        writer.close()
     return run.dir
+
+
+def validate(config: Config, encoder, decoder, vocab: Vocabulary, samples: list[Sample], features: Tensor | None,
+             decode, references: dict, dist: distributed.Dist, device: torch.device, writer, step: int,
+             fine_tune: bool) -> float:
+    """Greedy captions of the val split, scored by CIDEr-D (each process decodes a shard)."""
+    mine = samples[dist.rank::dist.world]
+    if fine_tune:   # the encoder changes during training: encode the images afresh
+        encoder.eval()
+        loader = torch.utils.data.DataLoader(ImageFolderDataset([s.path for s in mine], encoder.transform,
+                                                                max_pixels=config.data.max_pixels),
+                                             batch_size=config.encoder.batch_size,
+                                             num_workers=config.data.num_workers, collate_fn=collate_skip_bad)
+        kept, chunks = [], []
+        with torch.inference_mode():
+            for batch in loader:
+                if batch.indices:
+                    kept += [mine[i] for i in batch.indices]
+                    chunks.append(encoder(batch.images.to(device)))
+        mine, x = kept, torch.cat(chunks) if chunks else torch.zeros(0, encoder.out_dim)
+    else:
+        x = features[dist.rank::dist.world]
+    hyps = caption_features(decoder, x, vocab, decode, device=device, bf16=config.train.bf16) if len(mine) else []
+    candidates = {}
+    for part in dist.gather({s.id: vocab.decode(h[0].tokens) for s, h in zip(mine, hyps)}):
+        candidates.update(part)
+    if not candidates:
+        raise ConfigError("no validation image could be read; check the val split's images")
+    scores = score(candidates, {i: references[i] for i in candidates}, metrics=("Bleu", "ROUGE_L", "CIDEr"),
+                   backend="fast")
+    if config.train.val_metric not in scores.corpus:
+        raise ConfigError(f"train.val_metric {config.train.val_metric!r} is not one of {sorted(scores.corpus)}")
+    if writer:
+        for name, value in scores.corpus.items():
+            writer.add_scalar(f"val/{name}", value, step)
+        writer.add_text("val/samples", "\n\n".join(f"{i}: {c}" for i, c in list(candidates.items())[:8]), step)
+    return scores.corpus[config.train.val_metric]

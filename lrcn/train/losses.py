@@ -1,12 +1,15 @@
 """Training losses behind one interface, chosen by ``train.loss`` in the config.
 
 A loss is built once per run with ``(config, vocab, train_samples)`` and called on every batch as
-``loss(decoder, features, words, rows, step) -> (loss, logs)``:
+``loss(decoder, features, words, rows, step) -> (total, count, logs)``:
 
 - ``features`` [B, ...]: one row per training image (or clip);
 - ``words`` [B*S, L]: S reference captions per image (``<start> w1 .. wn <end> <pad>*``);
 - ``rows`` [B]: the images' indices into ``train_samples`` (SCST looks up their references);
-- ``logs``: scalar tensors/floats for TensorBoard (``train/<name>``).
+- ``total``: the loss summed over its ``count`` items (tokens, captions); the trainer divides by the
+  count summed over all processes, so a distributed run follows the same gradient as one process
+  with the same global batch;
+- ``logs``: scalar tensors/floats for TensorBoard (``train/<name>``), averaged over the batch.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ class CrossEntropy:
                  step: int) -> tuple[Tensor, dict]:
         per_image = words.shape[0] // features.shape[0]
         logits = decoder(features.repeat_interleave(per_image, 0), words[:, :-1])     # [B*S, L-1, V]
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), words[:, 1:].flatten(), ignore_index=self.pad,
-                               label_smoothing=self.smoothing)
-        return loss, {}
+        targets = words[:, 1:].flatten()
+        total = F.cross_entropy(logits.flatten(0, 1).float(), targets, ignore_index=self.pad,
+                                label_smoothing=self.smoothing, reduction="sum")
+        return total, (targets != self.pad).sum(), {}
 
 
 LOSSES = {"xe": CrossEntropy}
