@@ -36,6 +36,23 @@ def cmd_train(a: argparse.Namespace) -> None:
     print(f"run folder: {run_dir}")
 
 
+def cmd_extract(a: argparse.Namespace) -> None:
+    from lrcn.config import load_config
+    from lrcn.data.loaders import extract_splits
+    from lrcn.inference import build_models
+    from lrcn.run import resolve_device
+    from lrcn.train import distributed
+    config = load_config(a.config, a.set)
+    device = resolve_device(config.train.device)
+    dist = distributed.setup(device)
+    encoder, _ = build_models(config, vocab_size=4)
+    stores = extract_splits(config, encoder, tuple(a.split), grid=a.grid, device=dist.device(device),
+                            progress=not a.quiet and dist.main, dist=dist)
+    if dist.main:
+        for name, directory in stores.items():
+            print(f"{name}: {directory}")
+
+
 def cmd_evaluate(a: argparse.Namespace) -> None:
     from lrcn.evaluate import evaluate
     from lrcn.io import write_json
@@ -94,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     s.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("extract", help="run the frozen encoder once over a dataset into the feature store")
+    s.add_argument("config", help="the config whose data and encoder to use")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    s.add_argument("--split", nargs="+", default=["train", "val", "test"], help="splits to extract")
+    s.add_argument("--grid", action="store_true", help="store the spatial grid [D, h, w] instead of the pooled vector")
+    s.set_defaults(func=cmd_extract)
 
     s = sub.add_parser("evaluate", help="caption a split with a trained run and score it")
     s.add_argument("run_dir")

@@ -8,7 +8,9 @@ Layout of a store folder::
     failed.json    {id: reason} for images that could not be read (their rows stay zero)
 
 Rows are flushed to disk before ``done.npy`` is atomically rewritten, so a killed extraction
-leaves a store that resumes where it stopped and never marks an unwritten row as done.
+leaves a store that resumes where it stopped and never marks an unwritten row as done. Under
+torchrun each process extracts every WORLD-th missing row and keeps its own ``done.rankR.npy`` /
+``failed.rankR.json``; a store reads the union of all of them.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ def store_name(encoder_name: str, ids: Sequence[str], grid: bool = False) -> str
 
 
 class FeatureStore:
-    def __init__(self, directory: str | os.PathLike, ids: Sequence[str], shape: Sequence[int], encoder: str):
+    def __init__(self, directory: str | os.PathLike, ids: Sequence[str], shape: Sequence[int], encoder: str,
+                 part: str = ""):
         self.dir = Path(directory)
+        self.part = part            # "" or ".rankR": the progress files this process writes
         self.ids = list(ids)
         self.row = {i: n for n, i in enumerate(self.ids)}
         meta = {"format": FORMAT, "encoder": encoder, "shape": list(shape), "ids": self.ids}
@@ -51,7 +55,9 @@ class FeatureStore:
                 raise DataError(f"feature store {self.dir} was made for other samples or another encoder; "
                                 f"delete the folder or set data.feature_dir elsewhere")
             self.features = np.load(self.dir / "features.npy", mmap_mode="r+")
-            self.done = np.load(self.dir / "done.npy")
+            self.done = np.zeros(len(self.ids), dtype=bool)
+            for path in self.dir.glob("done*.npy"):
+                self.done |= np.load(path)
         else:
             self.dir.mkdir(parents=True, exist_ok=True)
             self.features = np.lib.format.open_memmap(self.dir / "features.npy", mode="w+", dtype=np.float32,
@@ -59,11 +65,12 @@ class FeatureStore:
             self.done = np.zeros(len(self.ids), dtype=bool)
             self._save_done()
             write_json(meta_path, meta, indent=None)
-        failed_path = self.dir / "failed.json"
-        self.failed: dict[str, str] = json.loads(failed_path.read_text()) if failed_path.exists() else {}
+        self.failed: dict[str, str] = {}
+        for path in sorted(self.dir.glob("failed*.json")):
+            self.failed.update(json.loads(path.read_text(encoding="utf-8")))
 
     def _save_done(self) -> None:
-        with atomic_path(self.dir / "done.npy") as tmp:
+        with atomic_path(self.dir / f"done{self.part}.npy") as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, self.done)
 
@@ -81,7 +88,7 @@ class FeatureStore:
             self.features.flush()
         if failed:
             self.failed.update(failed)
-            write_json(self.dir / "failed.json", self.failed)
+            write_json(self.dir / f"failed{self.part}.json", self.failed)
             for i in failed:
                 self.done[self.row[i]] = True
         self.done[np.asarray(rows, dtype=np.int64)] = True
@@ -97,25 +104,33 @@ class FeatureStore:
 def extract(encoder: torch.nn.Module, paths: Sequence[Path], ids: Sequence[str], directory: str | os.PathLike,
             *, grid: bool = False, batch_size: int = 64, num_workers: int = 2, device: str | torch.device = "cpu",
             max_pixels: int | None = None, progress: bool = True,
-            forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> FeatureStore:
+            forward: Callable[[torch.Tensor], torch.Tensor] | None = None, dist=None) -> FeatureStore:
     """Run ``encoder`` over the images at ``paths`` into a store (resuming one that exists).
 
-    Images that cannot be read are reported in the store's ``failed.json`` and skipped.
+    Images that cannot be read are reported in the store's ``failed.json`` and skipped. With
+    ``dist`` (lrcn.train.distributed.Dist) each process extracts its share of the missing rows.
     """
     from lrcn.data.media import ImageFolderDataset, collate_skip_bad
 
     if len(paths) != len(ids):
         raise ValueError("paths and ids differ in length")
     forward = forward or (encoder.forward_grid if grid else encoder)
+    encoder.eval().to(device)
     shape = _output_shape(encoder, forward, device)
-    store = FeatureStore(directory, ids, shape, encoder.name + ("-grid" if grid else ""))
-    todo = store.missing()
+    name = encoder.key + ("-grid" if grid else "")
+    rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
+    if rank == 0:
+        store = FeatureStore(directory, ids, shape, name, part=f".rank{rank}" if world > 1 else "")
+    if dist is not None:
+        dist.barrier()
+    if rank != 0:
+        store = FeatureStore(directory, ids, shape, name, part=f".rank{rank}")
+    todo = store.missing()[rank::world]
     if not todo:
         return store
     dataset = ImageFolderDataset([paths[i] for i in todo], encoder.transform, max_pixels=max_pixels)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
                                          collate_fn=collate_skip_bad, persistent_workers=False)
-    encoder.eval().to(device)
     with torch.inference_mode(), tqdm(total=len(todo), desc=f"features {encoder.name}", disable=not progress,
                                       unit="img") as bar:
         for batch in loader:

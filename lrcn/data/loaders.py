@@ -38,6 +38,30 @@ def feature_dir(config: Config) -> Path:
     return Path(config.data.feature_dir or Path(config.data.split_json).parent / "features")
 
 
+def extract_splits(config: Config, encoder, splits: tuple[str, ...] = ("train", "val", "test"), grid: bool = False,
+                   device="cpu", progress: bool = True, dist=None) -> dict[str, Path]:
+    """``lrcn extract``: fill the feature stores that training and evaluation read, split by split
+    (resuming any that exist); under torchrun the processes share the work. Returns split -> store."""
+    samples = load_samples(config)
+    stores = {}
+    for name in splits:
+        chosen = [s for s in samples if s.split == name]
+        if not chosen:
+            continue
+        ids = [s.id for s in chosen]
+        directory = feature_dir(config) / store_name(encoder.key, ids, grid=grid)
+        store = extract(encoder, [s.path for s in chosen], ids, directory, grid=grid,
+                        batch_size=config.encoder.batch_size, num_workers=config.data.num_workers, device=device,
+                        max_pixels=config.data.max_pixels, progress=progress, dist=dist)
+        if store.failed:
+            print(f"{name}: {len(store.failed)} of {len(ids)} images could not be read; "
+                  f"listed in {directory / 'failed*.json'}")
+        stores[name] = directory
+    if not stores:
+        raise DataError(f"the dataset has none of the splits {splits}")
+    return stores
+
+
 def cached_features(config: Config, samples: list[Sample], encoder, device="cpu",
                     progress: bool = True) -> tuple[torch.Tensor, list[Sample]]:
     """Features [N, D] (videos: [N, T, D]) of the readable ``samples``, extracted once into the feature store."""

@@ -488,7 +488,7 @@ def cached_video_features(samples, encoder, feature_root: str | os.PathLike, num
     folder), extracted once into ``feature_root/<encoder>-<sampling>-<N>-<hash>``; returns the
     features and the samples kept (the unreadable ones are reported and left out)."""
     ids = [s.id for s in samples]
-    directory = Path(feature_root) / store_name(f"{encoder.name}-{sampling_name(num_frames, mode, fps)}", ids)
+    directory = Path(feature_root) / store_name(f"{encoder.key}-{sampling_name(num_frames, mode, fps)}", ids)
     store = extract_video_features(encoder, [s.path for s in samples], ids, directory, num_frames, mode=mode,
                                    fps=fps, source_fps=source_fps, batch_size=batch_size, num_workers=num_workers,
                                    device=device, max_pixels=max_pixels, progress=progress)
