@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
+from torch import Tensor
+from torch.nn import functional as F
 
-from lrcn.metrics import CiderD
+from lrcn.data.records import Sample
+from lrcn.errors import ConfigError, DataError
+from lrcn.metrics import CiderD, Scores, save_scores, score, write_results
 
 
 def consensus_caption(references: Mapping[str, Sequence[str]], max_candidates: int = 500, max_images: int = 500,
@@ -22,3 +27,91 @@ def consensus_caption(references: Mapping[str, Sequence[str]], max_candidates: i
     scorer = CiderD({i: references[i] for i in ids})
     means = [float(scorer.score_batch(ids, [c] * len(ids)).mean()) for c in candidates]
     return candidates[max(range(len(candidates)), key=means.__getitem__)]
+
+
+def most_consensual(pools: Sequence[Sequence[str]]) -> list[str]:
+    """For each pool of captions, the one with the highest CIDEr-D against the pool's *other*
+    captions (Devlin et al. 2015's consensus re-ranking). Document frequencies are counted over
+    the leave-one-out reference sets of all the pools given; ties go to the earlier caption."""
+    pools = [[c for c in pool if c.strip()] for pool in pools]
+    for n, pool in enumerate(pools):
+        if not pool:
+            raise DataError(f"caption pool {n} has no non-empty caption")
+    references = {(n, j): pool[:j] + pool[j + 1:] for n, pool in enumerate(pools) for j in range(len(pool))
+                  if len(pool) > 1}
+    scores = {}
+    if references:
+        keys = list(references)
+        values = CiderD(references).score_batch(keys, [pools[n][j] for n, j in keys])
+        scores = dict(zip(keys, values.tolist()))
+    best = []
+    for n, pool in enumerate(pools):
+        values = [scores.get((n, j), 0.0) for j in range(len(pool))]
+        best.append(pool[max(range(len(pool)), key=values.__getitem__)])
+    return best
+
+
+def nearest_neighbour_captions(train_features: Tensor, train_samples: Sequence[Sample], query_features: Tensor,
+                               k: int = 1) -> list[str]:
+    """The nearest-neighbour baseline (Devlin et al. 2015): for each query row of ``query_features``
+    [Q, D], the training images whose features (``train_features`` [N, D], rows of ``train_samples``)
+    are closest by cosine similarity, and of their captions the most consensual (``most_consensual``).
+    With ``k=1`` that is the most consensual caption of the single nearest training image, with
+    document frequencies over the whole training set; with ``k>1`` the captions of the ``k``
+    nearest images are pooled. Video features [N, T, D] are averaged over time first."""
+    if len(train_features) != len(train_samples):
+        raise ValueError(f"{len(train_features)} training feature rows for {len(train_samples)} samples")
+    if not 1 <= k <= len(train_samples):
+        raise ConfigError(f"k={k} nearest neighbours: choose 1 to {len(train_samples)} (the training images)")
+    if train_features.dim() == 3:                                   # video: [N, T, D] -> [N, D]
+        train_features, query_features = train_features.mean(1), query_features.mean(1)
+    train = F.normalize(train_features.float(), dim=-1)             # [N, D]
+    query = F.normalize(query_features.float(), dim=-1)             # [Q, D]
+    similarity = query @ train.T                                     # [Q, N]
+    if k == 1:
+        consensus = most_consensual([s.captions for s in train_samples])
+        return [consensus[i] for i in similarity.argmax(dim=1).tolist()]
+    nearest = similarity.topk(k, dim=1).indices.tolist()            # [Q][k]
+    return most_consensual([[c for i in row for c in train_samples[i].captions] for row in nearest])
+
+
+# kind -> what it gives each image (`lrcn baseline --kind`)
+BASELINES = {"blind": "the most consensual training caption, the same for every image",
+             "nn": "the most consensual caption of the nearest training image(s) by encoder features"}
+
+
+def baseline_name(kind: str, k: int = 1) -> str:
+    """File-name label of a baseline: blind, nn, nn-k5."""
+    return kind if kind == "blind" or k == 1 else f"{kind}-k{k}"
+
+
+def run_baseline(run_dir: str | Path, split: str = "val", kind: str = "nn", k: int = 1, backend: str = "fast",
+                 device: str = "auto", progress: bool = True) -> tuple[Scores, dict[str, str]]:
+    """Caption ``split`` with a baseline built from the run's training split (``kind`` in
+    ``BASELINES``) and score it; writes results_<split>_<name>.json, per_image_<split>_<name>.json
+    and metrics_<split>_<name>.json/.md into the run folder, as ``lrcn evaluate`` does. The
+    nearest-neighbour baseline uses the run's pretrained encoder features (its feature store)."""
+    from lrcn.data.loaders import cached_features, load_samples, split as split_of
+    from lrcn.inference import build_models
+    from lrcn.run import Run, resolve_device
+
+    if kind not in BASELINES:
+        raise ConfigError(f"unknown baseline {kind!r}; choose one of {sorted(BASELINES)}")
+    run = Run.open(run_dir)
+    config = run.config()
+    samples = load_samples(config)
+    train, queries = split_of(samples, "train"), split_of(samples, split)
+    if kind == "blind":
+        caption = consensus_caption({s.id: s.captions for s in train})
+        candidates = {s.id: caption for s in queries}
+    else:
+        dev = resolve_device(device)
+        encoder, _ = build_models(config, vocab_size=len(run.vocab()))   # pretrained weights, as cached
+        train_x, train = cached_features(config, train, encoder, dev, progress)
+        query_x, queries = cached_features(config, queries, encoder, dev, progress)
+        candidates = dict(zip((s.id for s in queries), nearest_neighbour_captions(train_x, train, query_x, k)))
+    scores = score(candidates, {s.id: s.captions for s in queries}, backend=backend)
+    name = f"{split}_{baseline_name(kind, k)}"
+    write_results(run.dir / f"results_{name}.json", candidates)
+    save_scores(run.dir, name, scores)
+    return scores, candidates

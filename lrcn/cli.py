@@ -57,8 +57,26 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     from lrcn.evaluate import evaluate
     from lrcn.io import write_json
     from lrcn.metrics import format_table
-    scores, _ = evaluate(a.run_dir, a.split, run_decode_config(a), which=a.checkpoint, backend=a.backend, progress=not a.quiet)
+    if a.ensemble:                       # several runs decoding as one (lrcn.models.ensemble)
+        from lrcn.models.ensemble import evaluate_ensemble
+        scores, _ = evaluate_ensemble([a.run_dir, *a.ensemble], a.split, run_decode_config(a), which=a.checkpoint,
+                                      backend=a.backend, progress=not a.quiet)
+    else:
+        scores, _ = evaluate(a.run_dir, a.split, run_decode_config(a), which=a.checkpoint, backend=a.backend,
+                             progress=not a.quiet)
     print(format_table({a.split: scores.corpus}))
+    for metric, reason in scores.skipped.items():
+        print(f"skipped {metric}: {reason}", file=sys.stderr)
+    if a.json:
+        write_json(a.json, scores.corpus)
+
+
+def cmd_baseline(a: argparse.Namespace) -> None:
+    from lrcn.baselines import baseline_name, run_baseline
+    from lrcn.io import write_json
+    from lrcn.metrics import format_table
+    scores, _ = run_baseline(a.run_dir, a.split, a.kind, k=a.k, backend=a.backend, progress=not a.quiet)
+    print(format_table({baseline_name(a.kind, a.k): scores.corpus}))
     for metric, reason in scores.skipped.items():
         print(f"skipped {metric}: {reason}", file=sys.stderr)
     if a.json:
@@ -84,6 +102,7 @@ def run_decode_config(a: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lrcn.baselines import BASELINES
     from lrcn.decoding import add_decoding_arguments
     from lrcn.metrics import add_score_arguments, run_score
 
@@ -125,8 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path")
     s.add_argument("--backend", default="fast", choices=["fast", "coco"], help="our scorers or pycocoevalcap's")
     s.add_argument("--json", help="write the corpus scores here")
+    s.add_argument("--ensemble", nargs="+", metavar="RUN_DIR", help="average the next-word probabilities of "
+                   "these runs (same data and vocabulary) with RUN_DIR's; results go into RUN_DIR")
     add_decoding_arguments(s)
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("baseline", help="score a baseline (blind, nearest neighbour) on a split, beside a run")
+    s.add_argument("run_dir", help="a run folder: its data, encoder features and training split are used")
+    s.add_argument("--split", default="test")
+    s.add_argument("--kind", default="nn", choices=sorted(BASELINES),
+                   help="blind: one consensus caption for all; nn: that of the nearest training image(s)")
+    s.add_argument("--k", type=int, default=1, help="nn: pool the captions of the k nearest training images")
+    s.add_argument("--backend", default="fast", choices=["fast", "coco"], help="our scorers or pycocoevalcap's")
+    s.add_argument("--json", help="write the corpus scores here")
+    s.set_defaults(func=cmd_baseline)
 
     s = sub.add_parser("caption", help="caption images or folders of images")
     s.add_argument("run_dir")

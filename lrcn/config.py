@@ -68,6 +68,13 @@ class TrainConfig:
     grad_clip: float = 5.0               # max global gradient norm (0: off)
     loss: str = "xe"                     # a name in lrcn.train.losses.LOSSES
     label_smoothing: float = 0.0
+    scheduled_sampling: str = "off"      # xe: off | linear | exponential | inverse_sigmoid (Bengio et al. 2015):
+    ss_k: float = 0.05                   # ... p = k*epoch | 1 - k**epoch (0<k<1) | 1 - k/(k+exp(epoch/k)) (k>=1)
+    ss_max_prob: float = 0.25            # ... never feed the model's own word more often than this
+    ss_start_epoch: float = 0.0          # ... teacher forcing only before this epoch
+    ss_pick: str = "sample"              # ... the model's word: sample (from its distribution) | argmax
+    scst_samples: int = 5                # scst: captions sampled per image
+    scst_baseline: str = "greedy"        # scst: greedy (the greedy caption's reward) | mean (of the other samples)
     seed: int = 0
     val_metric: str = "CIDEr"            # selects best.pt
     val_max_images: int = 0              # 0: the whole validation split

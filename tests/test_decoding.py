@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 
 import pytest

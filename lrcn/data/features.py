@@ -128,7 +128,9 @@ def extract(encoder: torch.nn.Module, paths: Sequence[Path], ids: Sequence[str],
     todo = store.missing()[rank::world]
     if not todo:
         return store
-    dataset = ImageFolderDataset([paths[i] for i in todo], encoder.transform, max_pixels=max_pixels)
+    # JPEGs decode at a reduced DCT scale when that still covers the encoder's resize (PIL's draft mode)
+    dataset = ImageFolderDataset([paths[i] for i in todo], encoder.transform, max_pixels=max_pixels,
+                                 min_side=round(encoder.image_size * 8 / 7))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
                                          collate_fn=collate_skip_bad, persistent_workers=False)
     with torch.inference_mode(), tqdm(total=len(todo), desc=f"features {encoder.name}", disable=not progress,

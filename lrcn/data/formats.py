@@ -210,8 +210,8 @@ def _check_coco_json(data: object, path: Path) -> None:
             raise DataError(f"COCO annotation file {path}: images[{n}] needs an integer 'id' and a 'file_name'")
     for n, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict) or not isinstance(ann.get("image_id"), int) \
-                or not isinstance(ann.get("caption"), str) or "id" not in ann:
-            raise DataError(f"COCO annotation file {path}: annotations[{n}] needs 'id', "
+                or not isinstance(ann.get("caption"), str) or not isinstance(ann.get("id"), (int, str)):
+            raise DataError(f"COCO annotation file {path}: annotations[{n}] needs an 'id' (integer or string), "
                             f"an integer 'image_id' and a 'caption' string")
 
 

@@ -35,6 +35,9 @@ def safe_join(root: str | os.PathLike, relative: str | os.PathLike, source: str 
     user assembled from symlinks (``ROOT/train2014 -> /datasets/coco/train2014``) still works.
     """
     root_path = Path(os.path.abspath(root))
+    if "\0" in str(relative):
+        raise DataError(f"image path {str(relative)!r}{f' (named in {source})' if source else ''} holds a NUL "
+                        f"character; refused")
     normal = os.path.normpath(relative)
     if os.path.isabs(normal) or normal == os.pardir or normal.startswith(os.pardir + os.sep):
         where = f" (named in {source})" if source else ""
@@ -68,19 +71,27 @@ def read_karpathy(json_path: str | os.PathLike, image_root: str | os.PathLike | 
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise DataError(f"split file {json_path} has no 'images' list; expected a Karpathy split JSON")
     if image_root is None:
+        if not isinstance(data.get("image_root", "."), str):
+            raise DataError(f"split file {json_path}: 'image_root' must be a string (a folder)")
         image_root = json_path.parent / data.get("image_root", ".")
     samples = []
     for n, entry in enumerate(data["images"]):
+        where = f"split file {json_path}: image entry #{n}"
+        if not isinstance(entry, dict):
+            raise DataError(f"{where} is a {type(entry).__name__}, not an object")
         try:
-            filename = entry["filename"]
-            split = entry["split"]
-            sentences = entry["sentences"]
-            captions = [s["raw"] if isinstance(s, dict) else str(s) for s in sentences]
-        except (KeyError, TypeError) as e:
-            raise DataError(f"split file {json_path}: image entry #{n} lacks key {e}") from None
+            filename, split, sentences = entry["filename"], entry["split"], entry["sentences"]
+        except KeyError as e:
+            raise DataError(f"{where} lacks key {e}") from None
+        filepath = entry.get("filepath") or ""
+        if not all(isinstance(v, str) for v in (filename, split, filepath)) or not isinstance(sentences, list):
+            raise DataError(f"{where}: 'filename', 'split' and 'filepath' must be strings and 'sentences' a list")
+        captions = [s.get("raw") if isinstance(s, dict) else s for s in sentences]
+        if not all(isinstance(c, str) for c in captions):
+            raise DataError(f"{where} ({filename}): every sentence needs a 'raw' string")
         if split == "restval" and restval_to_train:
             split = "train"
-        relative = Path(entry.get("filepath") or "") / filename
+        relative = Path(filepath) / filename
         image_id = entry.get("id", entry.get("cocoid", Path(filename).stem))
         meta = {k: v for k, v in entry.items() if k not in ("id", "filename", "filepath", "split", "sentences", "sentids")}
         samples.append(Sample(str(image_id), safe_join(image_root, relative, str(json_path)), split, captions, meta))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,13 +24,17 @@ figcaption .cap{font-weight:600;margin:.4em 0} ol{margin:.2em 0 .2em 1.2em;paddi
 """
 
 
+def e(text: str) -> str:
+    """HTML-escaped text; the undecodable bytes of a non-UTF-8 file name (lone surrogates) shown as U+FFFD."""
+    return html.escape(re.sub("[\ud800-\udfff]", "\ufffd", text))
+
+
 def write_gallery(path: Path, result: dict) -> None:
     """``result`` is the captions.json structure (``captions`` and ``skipped`` keyed by image path)."""
-    e = html.escape
     base = path.parent.resolve()
     figures = []
     for image, entry in result["captions"].items():
-        src = quote(Path(os.path.relpath(Path(image).resolve(), base)).as_posix())
+        src = quote(os.fsencode(Path(os.path.relpath(Path(image).resolve(), base)).as_posix()))  # the file's bytes
         alternatives = "".join(f"<li>{e(h['caption'])} <small>({h['score']:.2f})</small></li>"
                                for h in entry.get("nbest", [])[1:])
         figures.append(

@@ -55,7 +55,7 @@ class TrainStep(nn.Module):
 
 
 def _vocabulary(config: Config, run: Run, resume: bool, train_samples: list[Sample]) -> Vocabulary:
-    if resume:
+    if resume and run.vocab_path.exists():   # (a run killed before writing it builds it again, identically)
         return run.vocab()
     if config.train.init_from:
         vocab = Run.open(config.train.init_from).vocab()
@@ -95,12 +95,15 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
         train_x = val_x = None
         encoder.to(device)
     else:
-        if dist.main:                      # one process extracts, the others then read the store
-            cached_features(config, train_samples, encoder, device, progress)
-            cached_features(config, val_samples, encoder, device, progress)
-        dist.barrier()
-        train_x, train_samples = cached_features(config, train_samples, encoder, device, False)
-        val_x, val_samples = cached_features(config, val_samples, encoder, device, False)
+        # extracting draws from the global random stream (DataLoader seeds); whether the features were
+        # already cached must not change training's random numbers, or a resumed run would differ
+        with torch.random.fork_rng(devices=[]):
+            if dist.main:                      # one process extracts, the others then read the store
+                cached_features(config, train_samples, encoder, device, progress)
+                cached_features(config, val_samples, encoder, device, progress)
+            dist.barrier()
+            train_x, train_samples = cached_features(config, train_samples, encoder, device, False)
+            val_x, val_samples = cached_features(config, val_samples, encoder, device, False)
     captions = CaptionTable.build(train_samples, vocab, config.data.max_caption_len)
 
     decoder.to(device)
@@ -111,6 +114,9 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
     groups = [{"params": list(decoder.parameters()), "base_lr": t.lr}]
     if fine_tune:
         groups += [{**g, "base_lr": config.encoder.lr} for g in encoder.param_groups(config.encoder.lr)]
+    if not all(math.isfinite(x) and x >= 0 for x in (t.lr, t.weight_decay, config.encoder.lr)):
+        raise ConfigError(f"train.lr, train.weight_decay and encoder.lr must be finite and not negative; got "
+                          f"{t.lr}, {t.weight_decay}, {config.encoder.lr}")
     optimizer = torch.optim.Adam(groups, lr=t.lr, weight_decay=t.weight_decay)
     state = Progress()
     if resume is not None and run.last.exists():
@@ -133,7 +139,14 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
     image_set = ImageFolderDataset([s.path for s in train_samples], encoder.transform,
                                    max_pixels=config.data.max_pixels)
 
+    def stopped(what: str, step: int) -> TrainingError:
+        kept = f"{run.last} keeps the last good weights" if run.last.exists() else "no checkpoint was written yet"
+        return TrainingError(f"{what} in training step {step}; training stopped and {kept}. "
+                             f"Lower train.lr or set train.grad_clip")
+
     def checkpoint(path: Path) -> None:
+        if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):   # never save NaN/Inf weights
+            raise stopped("the weights became NaN or infinite", state.step)
         if dist.main:
             payload = {"model": decoder.state_dict(), "optimizer": optimizer.state_dict(),
                        "progress": vars(state).copy(), "rng": torch.get_rng_state(),
@@ -150,7 +163,8 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
                 yield b, local[b], positions[b], train_x[local[b]]
             return
         loader = torch.utils.data.DataLoader(image_set, batch_sampler=[r.tolist() for r in local[start:]],
-                                             num_workers=config.data.num_workers, collate_fn=collate_skip_bad)
+                                             num_workers=config.data.num_workers, collate_fn=collate_skip_bad,
+                                             generator=torch.Generator())  # not the global stream: exact resume
         for b, batch in zip(range(start, len(order)), loader):
             for i in batch.errors:
                 tqdm.write(f"skipped {train_samples[i].path}: {batch.errors[i]}")
@@ -180,12 +194,12 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
             loss = total * dist.world / count                                       # DDP averages over ranks
             loss_value = (dist.sum(total.detach().float()) / count).item()
             if not math.isfinite(loss_value):
-                raise TrainingError(f"the loss became {loss_value} at epoch {epoch + 1}, step {state.step}; "
-                                    f"training stopped and {run.last} keeps the last good weights. Lower "
-                                    f"train.lr or set train.grad_clip")
+                raise stopped(f"the loss became {loss_value}", state.step + 1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), t.grad_clip or float("inf"))
+            if not torch.isfinite(grad_norm):           # the step would make the weights NaN
+                raise stopped(f"the gradient norm became {grad_norm.item()}", state.step + 1)
             optimizer.step()
             state.step += 1
             state.batch = b + 1

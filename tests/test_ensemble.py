@@ -1,0 +1,115 @@
+"""The ensemble decoder: mean of the members' probabilities behind the step interface."""
+
+import pytest
+import torch
+
+from lrcn.decoding import DecodeConfig, generate
+from lrcn.errors import CheckpointError, ConfigError
+from lrcn.models.decoders import build_decoder
+from lrcn.models.ensemble import Ensemble
+
+V = 19
+
+
+def decoder(kind: str, feature_dim: int, seed: int):
+    torch.manual_seed(seed)
+    return build_decoder(kind, V, feature_dim, embed_dim=8, hidden_dim=10, dropout=0.0).eval()
+
+
+def test_one_member_decodes_exactly_as_the_member():
+    member = decoder("show_and_tell", 6, 0)
+    features = torch.randn(5, 6)
+    config = DecodeConfig(beam_size=3, max_len=8, n_best=2)
+    alone = generate(member, features, config, bos=1, eos=2)
+    together = generate(Ensemble([member]), features, config, bos=1, eos=2)
+    assert [[h.tokens for h in hyps] for hyps in alone] == [[h.tokens for h in hyps] for hyps in together]
+
+
+def test_step_is_the_log_of_the_mean_probability_through_reorders():
+    # members with different state layouts: show_and_tell (h, c), lrcn_2f (4 LSTM tensors + image)
+    members = [decoder("show_and_tell", 6, 1), decoder("lrcn_2f", 6, 2), decoder("init_state", 6, 3)]
+    ensemble = Ensemble(members)
+    features = torch.randn(4, 6)
+    words = torch.randint(3, V, (4, 5))
+    index = torch.tensor([3, 0, 0, 1])
+    state = ensemble.init_state(features)
+    states = [m.init_state(features) for m in members]
+    with torch.no_grad():
+        for t in range(5):
+            log_probs, state = ensemble.step(words[:, t], state)
+            outs = [m.step(words[:, t], s) for m, s in zip(members, states)]
+            states = [s for _, s in outs]
+            expected = torch.stack([lp.exp() for lp, _ in outs]).mean(0).log()
+            torch.testing.assert_close(log_probs, expected, atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(4))
+            if t == 2:   # beam search gathers rows: every member's state follows
+                state = ensemble.reorder(state, index)
+                states = [m.reorder(s, index) for m, s in zip(members, states)]
+                words = words[index]
+
+
+def test_members_read_their_own_slice_of_concatenated_features():
+    a, b = decoder("show_and_tell", 4, 4), decoder("lrcn_1u", 7, 5)
+    fa, fb = torch.randn(3, 4), torch.randn(3, 7)
+    ensemble = Ensemble([a, b], feature_dims=[4, 7])
+    start = torch.ones(3, dtype=torch.long)
+    with torch.no_grad():
+        log_probs, _ = ensemble.step(start, ensemble.init_state(torch.cat([fa, fb], dim=1)))
+        pa, _ = a.step(start, a.init_state(fa))
+        pb, _ = b.step(start, b.init_state(fb))
+    torch.testing.assert_close(log_probs, ((pa.exp() + pb.exp()) / 2).log(), atol=1e-6, rtol=1e-5)
+    with pytest.raises(ConfigError, match="10 columns, its members read 4 \\+ 7"):
+        ensemble.init_state(torch.randn(3, 10))
+
+
+def test_greedy_ensemble_follows_the_averaged_distribution():
+    members = [decoder("show_and_tell", 6, 6), decoder("show_and_tell", 6, 7)]
+    features = torch.randn(2, 6)
+    hyps = generate(Ensemble(members), features, DecodeConfig(max_len=6, suppress_unk=False), bos=1, eos=2)
+    # by hand: feed the argmax of the mean probability (never <start> or <pad>) until <end>
+    for row, found in zip(features, hyps):
+        states = [m.init_state(row[None]) for m in members]
+        word, tokens = torch.tensor([1]), []
+        with torch.no_grad():
+            for _ in range(7):
+                outs = [m.step(word, s) for m, s in zip(members, states)]
+                states = [s for _, s in outs]
+                probs = torch.stack([lp.exp() for lp, _ in outs]).mean(0)[0]
+                probs[[0, 1]] = 0
+                word = probs.argmax()[None]
+                if word.item() == 2 or len(tokens) == 6:
+                    break
+                tokens.append(word.item())
+        assert found[0].tokens == tokens
+
+
+def test_members_must_share_the_vocabulary():
+    other = build_decoder("show_and_tell", V + 1, 6, embed_dim=8, hidden_dim=10)
+    with pytest.raises(CheckpointError, match="vocabulary"):
+        Ensemble([decoder("show_and_tell", 6, 0), other])
+
+
+def test_evaluate_ensemble_of_one_run_equals_evaluate_and_of_two_writes_its_files(tiny_shapes, tmp_path, monkeypatch):
+    from conftest import tiny_overrides
+    from lrcn.cli import main
+    from lrcn.config import load_config
+    from lrcn.demo import DEMO_CONFIG
+    from lrcn.evaluate import evaluate
+    from lrcn.metrics import load_results
+    from lrcn.models.ensemble import evaluate_ensemble
+    from lrcn.train.loop import train
+
+    monkeypatch.setattr("lrcn.metrics.scoring.java_available", lambda: False)   # no METEOR: a minute of Java
+    runs = [train(load_config(DEMO_CONFIG, tiny_overrides(tiny_shapes, tmp_path, name=f"s{seed}", **{
+        "train.seed": seed, "train.epochs": 1})), progress=False) for seed in (0, 1)]
+    greedy = DecodeConfig(max_len=10)
+    _, alone = evaluate(runs[0], "val", greedy, progress=False)
+    scores, together = evaluate_ensemble(runs[:1], "val", greedy, progress=False)
+    assert together == alone and "CIDEr" in scores.corpus
+    assert main(["-q", "evaluate", str(runs[0]), "--split", "val", "--beam", "2", "--ensemble", str(runs[1])]) == 0
+    captions = load_results(runs[0] / "results_val_beam2-ens2.json")
+    assert len(captions) == 6 and (runs[0] / "metrics_val_beam2-ens2.json").exists()
+    with pytest.raises(CheckpointError, match="vocabulary"):
+        other = train(load_config(DEMO_CONFIG, tiny_overrides(tiny_shapes, tmp_path, name="other", **{
+            "train.epochs": 1, "data.min_word_count": 100})), progress=False)
+        evaluate_ensemble([runs[0], other], "val", greedy, progress=False)
