@@ -1,4 +1,5 @@
-"""`lrcn caption`: caption images and folders of images with a trained run, resumably.
+"""`lrcn caption`: caption images and folders of images with a trained run, resumably (a run
+trained on video captions clips instead: lrcn/video_caption.py).
 
 With ``--out DIR`` it writes ``DIR/captions.json`` after every batch (so a re-run skips images
 already captioned) and ``DIR/index.html``, a gallery that opens from disk. Files that cannot be
@@ -21,6 +22,7 @@ from lrcn.inference import caption_features, decode_config, load_models
 from lrcn.io import write_json
 from lrcn.report.gallery import write_gallery
 from lrcn.run import Run, resolve_device
+from lrcn.video_caption import caption_videos, is_video_config
 
 FORMAT = "lrcn-captions-1"
 
@@ -30,6 +32,9 @@ def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: st
                   batch_size: int = 32, num_workers: int = 2, device: str = "auto",
                   progress: bool = True) -> dict[str, Any]:
     run = Run.open(run_dir)
+    if is_video_config(run.config()):       # a video captioner: inputs are clips (lrcn/video_caption.py)
+        return caption_videos(run_dir, inputs, out_dir=out_dir, json_out=json_out, decode=decode,
+                              batch_size=batch_size, num_workers=num_workers, device=device, progress=progress)
     dev = resolve_device(device)
     config, vocab, encoder, decoder = load_models(run, "best", dev)
     decode = decode or decode_config(config)

@@ -16,6 +16,13 @@ def cmd_data_shapes(a: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def cmd_data_shapes_video(a: argparse.Namespace) -> None:
+    from lrcn.data.shapes_video import generate_shapes_video
+    path = generate_shapes_video(a.out, n=a.n, seed=a.seed, frames=(a.min_frames, a.max_frames),
+                                 image_size=a.image_size)
+    print(f"wrote {path}")
+
+
 def cmd_data_prepare(a: argparse.Namespace) -> None:
     from lrcn.data.formats import prepare
     path = prepare(a.kind, a.root, a.out, karpathy_json=a.karpathy_json, restval_to_train=not a.no_restval)
@@ -90,8 +97,23 @@ def cmd_caption(a: argparse.Namespace) -> None:
 
 
 def cmd_demo(a: argparse.Namespace) -> None:
+    sizes = {"n": a.n} if a.n else {}
+    if a.video:
+        from lrcn.video_demo import run_video_demo
+        run_video_demo(a.out, seed=a.seed, overrides=a.set, json_out=a.json, activity=not a.no_activity,
+                       progress=not a.quiet, **sizes)
+        return
     from lrcn.demo import run_demo
-    run_demo(a.out, n=a.n, seed=a.seed, overrides=a.set, json_out=a.json, progress=not a.quiet)
+    run_demo(a.out, seed=a.seed, overrides=a.set, json_out=a.json, progress=not a.quiet, **sizes)
+
+
+def cmd_activity(a: argparse.Namespace) -> None:
+    from lrcn.config import load_config
+    from lrcn.video_activity import format_activity, train_activity_run
+    out_dir, result = train_activity_run(load_config(a.config, a.set), progress=not a.quiet)
+    print(format_activity(result))
+    print(f"wrote {out_dir / 'activity_test.json'}, {out_dir / 'confusion_test.png'} and TensorBoard logs in "
+          f"{out_dir / 'tb'}")
 
 
 def run_decode_config(a: argparse.Namespace):
@@ -117,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--image-size", type=int, default=128)
     s.set_defaults(func=cmd_data_shapes)
+    s = data.add_parser("shapes-video", help="render the embedded shapes-video dataset (captions and activity labels)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--n", type=int, default=1000, help="number of clips")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--image-size", type=int, default=96, help="frame side in pixels")
+    s.add_argument("--min-frames", type=int, default=8, help="fewest frames of a clip")
+    s.add_argument("--max-frames", type=int, default=16, help="most frames of a clip")
+    s.set_defaults(func=cmd_data_shapes_video)
     s = data.add_parser("prepare", help="convert a downloaded dataset into the split JSON `lrcn train` reads")
     s.add_argument("kind", help="coco, flickr8k, flickr30k, karpathy, msvd or msrvtt")
     s.add_argument("--root", required=True, help="the folder holding the downloaded dataset (see data/README.md)")
@@ -159,9 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", help="write the corpus scores here")
     s.set_defaults(func=cmd_baseline)
 
-    s = sub.add_parser("caption", help="caption images or folders of images")
+    s = sub.add_parser("caption", help="caption images or folders of images (videos with a run trained on video)")
     s.add_argument("run_dir")
-    s.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    s.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
+                   help="images or folders of images; for a video run, video files, frame folders or folders of them")
     s.add_argument("--out", help="write captions.json and an index.html gallery here")
     s.add_argument("--json", help="write the captions as JSON here")
     s.add_argument("--batch-size", type=int, default=32)
@@ -174,11 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="train and evaluate on the embedded shapes data, offline, in minutes")
     s.add_argument("--out", default="demo", help="folder for the data and the run")
-    s.add_argument("--json", help="write {blind, greedy, beam3} scores here")
-    s.add_argument("--n", type=int, default=2000, help="number of shapes images")
+    s.add_argument("--json", help="write {blind, greedy, beam3} scores here (with --video also activity)")
+    s.add_argument("--n", type=int, help="number of shapes images (default 2000) or, with --video, clips (default 1000)")
+    s.add_argument("--video", action="store_true", help="the video path: shapes-video clips, a video captioner, "
+                   "and LRCN activity recognition")
+    s.add_argument("--no-activity", action="store_true", help="with --video: skip activity recognition")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("activity", help="train and evaluate LRCN activity recognition on clips with a 'label'")
+    s.add_argument("config", help="a YAML config, e.g. experiments/activity_shapes_video.yaml")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    s.set_defaults(func=cmd_activity)
     return p
 
 

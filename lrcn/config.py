@@ -75,6 +75,7 @@ class TrainConfig:
     ss_pick: str = "sample"              # ... the model's word: sample (from its distribution) | argmax
     scst_samples: int = 5                # scst: captions sampled per image
     scst_baseline: str = "greedy"        # scst: greedy (the greedy caption's reward) | mean (of the other samples)
+    scst_temperature: float = 1.0        # scst: sampling temperature (< 1: samples nearer the greedy caption)
     seed: int = 0
     val_metric: str = "CIDEr"            # selects best.pt
     val_max_images: int = 0              # 0: the whole validation split

@@ -178,9 +178,10 @@ def scst_config(**train) -> Config:
     return c
 
 
-def caption_log_probs(decoder: TableDecoder, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """log p of each caption (its words and <end>) under the bigram table, by teacher forcing."""
-    log_p = decoder.table.log_softmax(-1)
+def caption_log_probs(decoder: TableDecoder, tokens: torch.Tensor, lengths: torch.Tensor,
+                      temperature: float = 1.0) -> torch.Tensor:
+    """log p of each caption (its words and <end>) under the bigram table at ``temperature``."""
+    log_p = (decoder.table / temperature).log_softmax(-1)
     out = []
     for caption, n in zip(tokens.tolist(), lengths.tolist()):
         seq = [VOCAB.start, *caption[:n], VOCAB.end]
@@ -188,11 +189,14 @@ def caption_log_probs(decoder: TableDecoder, tokens: torch.Tensor, lengths: torc
     return torch.stack(out)
 
 
-def test_scst_gradient_is_minus_advantage_times_grad_log_prob():
-    """With the mean baseline, the gradient of the loss is -sum_i advantage_i * d log p(caption_i)."""
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_scst_gradient_is_minus_advantage_times_grad_log_prob(temperature):
+    """With the mean baseline, the gradient of the loss is -sum_i advantage_i * d log p(caption_i),
+    p being the sampling distribution (the model's at temperature 1)."""
     torch.manual_seed(0)
     decoder = TableDecoder(table({A: 0.0, B: 0.5, C: -0.5}))
-    loss = StubRewards(scst_config(scst_samples=4, scst_baseline="mean"), {A: 1.0, B: 0.0, C: 0.5})
+    loss = StubRewards(scst_config(scst_samples=4, scst_baseline="mean", scst_temperature=temperature),
+                       {A: 1.0, B: 0.0, C: 0.5})
     recorded = {}
     import lrcn.train.losses as losses
     original = losses.sample_with_logprobs
@@ -212,7 +216,7 @@ def test_scst_gradient_is_minus_advantage_times_grad_log_prob():
     rewards = torch.tensor([{A: 1.0, B: 0.0, C: 0.5}[w] for w in out.tokens[:, 0].tolist()]).view(6, 4)
     advantage = rewards - (rewards.sum(1, keepdim=True) - rewards) / 3
     (grad,) = torch.autograd.grad(total, decoder.table)
-    log_p = caption_log_probs(decoder, out.tokens, out.lengths)
+    log_p = caption_log_probs(decoder, out.tokens, out.lengths, temperature)
     (expected,) = torch.autograd.grad(-(advantage.flatten() * log_p).sum(), decoder.table)
     torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-6)
     assert logs["reward"].item() == pytest.approx(rewards.mean().item())

@@ -274,7 +274,7 @@ def test_cached_video_features_keep_the_readable_samples(clips, tmp_path):
     x, kept = cached_video_features(samples, tiny_encoder(), tmp_path / "features", 4, num_workers=0, progress=False)
     assert [s.id for s in kept] == ["mp4", "mkv", "folder", "short"] and x.shape == (4, 4, 6)
     store_dirs = list((tmp_path / "features").iterdir())
-    assert len(store_dirs) == 1 and store_dirs[0].name.startswith("tiny-frames4-uniform-6-")
+    assert len(store_dirs) == 1 and store_dirs[0].name.startswith(f"{tiny_encoder().key}-frames4-uniform-6-")
     assert json.loads((store_dirs[0] / "meta.json").read_text())["shape"] == [4, 6]
     with pytest.raises(DataError, match="none of the 2 videos"):
         cached_video_features(samples[4:], tiny_encoder(), tmp_path / "features", 4, num_workers=0, progress=False)

@@ -442,7 +442,7 @@ def extract_video_features(encoder, paths: Sequence[str | os.PathLike], ids: Seq
         raise ValueError("paths and ids differ in length")
     check_sampling(num_frames, mode, fps)
     store = FeatureStore(directory, ids, (num_frames, encoder.out_dim),
-                         f"{encoder.name}-{sampling_name(num_frames, mode, fps)}")
+                         f"{encoder.key}-{sampling_name(num_frames, mode, fps)}")
     todo = store.missing()
     if not todo:
         return store

@@ -52,3 +52,35 @@ def write_gallery(path: Path, result: dict) -> None:
 {f'<h2>Skipped ({len(result["skipped"])})</h2><ul class="skipped">{skipped}</ul>' if skipped else ''}
 </body></html>
 """)
+
+
+VIDEO_STYLE = """
+.clips{display:flex;flex-direction:column;gap:12px} .clips figure img{width:auto;max-width:100%;height:auto}
+.note{color:#a60;font-size:.8em}
+"""
+
+
+def write_video_gallery(path: Path, result: dict) -> None:
+    """``result`` is a video captions.json structure: ``captions`` keyed by clip path, each entry
+    with its ``caption``, ``nbest``, ``notes`` and ``strip`` (a frame strip relative to ``path``'s folder)."""
+    e = html.escape
+    figures = []
+    for clip, entry in result["captions"].items():
+        strip = entry.get("strip")
+        image = f'<img loading="lazy" src="{e(quote(strip))}" alt="{e(entry["caption"])}">' if strip else ""
+        alternatives = "".join(f"<li>{e(h['caption'])} <small>({h['score']:.2f})</small></li>"
+                               for h in entry.get("nbest", [])[1:])
+        note = f'<div class="note">{e(entry["notes"])}</div>' if entry.get("notes") else ""
+        figures.append(
+            f'<figure>{image}<figcaption><div class="cap">{e(entry["caption"])}</div>'
+            f'{f"<ol start=2>{alternatives}</ol>" if alternatives else ""}{note}'
+            f'<div class="name">{e(Path(clip).name)}</div></figcaption></figure>')
+    skipped = "".join(f"<li>{e(p)}: {e(r)}</li>" for p, r in result["skipped"].items())
+    write_text(path, f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>lrcn video captions</title><style>{STYLE}{VIDEO_STYLE}</style></head>
+<body><h1>{len(result['captions'])} clips captioned</h1>
+<p class="name">run: {e(str(result.get('run', '')))} &middot; {e(str(result.get('num_frames', '')))} frames per clip</p>
+<div class="clips">{''.join(figures)}</div>
+{f'<h2>Skipped ({len(result["skipped"])})</h2><ul class="skipped">{skipped}</ul>' if skipped else ''}
+</body></html>
+""")

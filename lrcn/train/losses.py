@@ -179,13 +179,14 @@ class SelfCritical:
     """Self-critical sequence training (Rennie et al., 2017).
 
     For each image, ``train.scst_samples`` (K) captions are sampled from the decoder (in its
-    training mode, temperature 1, with the ``decode:`` section's max_len, min_len, block_ngram and
-    suppressions); the reward of a caption is its CIDEr-D against the image's training references,
-    with document frequencies from all training references. The loss is
-    ``-(reward - baseline) * log p(caption)`` summed over the B*K captions (``count`` = B*K), the
-    baseline being (``train.scst_baseline``) the reward of the image's greedy caption (decoded in
-    eval mode, as at test time; "greedy") or the mean reward of the image's other K-1 samples
-    ("mean", the "new self-critical" baseline of Luo, 2020).
+    training mode, at temperature ``train.scst_temperature``, with the ``decode:`` section's
+    max_len, min_len, block_ngram and suppressions); the reward of a caption is its CIDEr-D against
+    the image's training references, with document frequencies from all training references. The
+    loss is ``-(reward - baseline) * log p(caption)`` summed over the B*K captions (``count`` =
+    B*K), ``log p`` being under the sampling distribution, and the baseline
+    (``train.scst_baseline``) the reward of the image's greedy caption (decoded in eval mode, as at
+    test time; "greedy") or the mean reward of the image's other K-1 samples ("mean", the "new
+    self-critical" baseline of Luo, 2020).
 
     Logs: ``reward`` (mean sample reward), ``baseline``, ``greedy_reward`` (greedy baseline only),
     ``entropy`` (the sampling distribution's entropy per word, estimated by the mean -log p of the
@@ -204,8 +205,8 @@ class SelfCritical:
         decode = {**config.decode, "beam_size": 1, "groups": 1, "n_best": 1, "sample": False}
         self.greedy_config = DecodeConfig.from_dict(decode, where="decode (SCST greedy baseline)")
         self.sample_config = DecodeConfig.from_dict(
-            {**decode, "sample": True, "n_best": self.k, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": None},
-            where="decode (SCST sampling)")
+            {**decode, "sample": True, "n_best": self.k, "temperature": t.scst_temperature, "top_k": 0, "top_p": 1.0,
+             "seed": None}, where="decode (SCST sampling)")
         self.tokens = dict(bos=vocab.start, eos=vocab.end, unk=vocab.unk, pad=vocab.pad)
         references = {}
         for row, s in enumerate(samples):

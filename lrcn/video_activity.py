@@ -1,0 +1,81 @@
+"""`lrcn activity CONFIG`: train and evaluate LRCN activity recognition (lrcn/activity.py) on a
+video dataset whose split JSON entries carry a class ``label`` (the shapes-video set does).
+
+The config is an ordinary lrcn config; the keys used are ``data.*`` (split JSON, frame sampling),
+``encoder.*`` (the frozen frame CNN; per-frame features are cached in the feature store and shared
+with video captioning runs on the same data), ``decoder.hidden_dim`` / ``decoder.dropout`` (the
+activity LSTM), ``train.epochs / batch_size / lr / weight_decay / seed / device``, and
+``train.runs_dir`` / ``name`` for the output folder::
+
+    runs/NAME/
+      config.yaml            the resolved config
+      activity.pt            weights of the best validation epoch, class names (lrcn.activity.load_activity)
+      activity_test.json     clip and per-frame accuracy, per-class accuracy, confusion matrix, predictions
+      confusion_test.png     the confusion matrix, row-normalised, counts written in
+      tb/                    TensorBoard: loss, validation accuracy, test accuracy, confusion figure
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from lrcn.activity import ActivityResult, labels_from_samples, run_activity
+from lrcn.config import Config, save_config
+from lrcn.data.loaders import feature_dir, load_samples, split
+from lrcn.data.records import Sample
+from lrcn.data.video import cached_video_features
+from lrcn.models.encoders import build_encoder
+from lrcn.run import resolve_device
+
+
+def clip_features(config: Config, samples: list[Sample], device: torch.device | str = "cpu",
+                  progress: bool = True) -> tuple[torch.Tensor, list[Sample]]:
+    """Frame features [N, T, D] of the readable ``samples`` from the config's frozen encoder
+    (extracted once into the feature store; unreadable clips are reported and left out)."""
+    c, d = config.encoder, config.data
+    encoder = build_encoder(c.name, pretrained=c.pretrained, weights_path=c.weights_path, image_size=c.image_size,
+                            crop=c.crop)
+    return cached_video_features(samples, encoder, feature_dir(config), d.num_frames, mode=d.frame_sampling,
+                                 fps=d.fps, source_fps=d.source_fps,
+                                 batch_size=max(1, c.batch_size // d.num_frames), num_workers=d.num_workers,
+                                 device=device, max_pixels=d.max_pixels, progress=progress)
+
+
+def train_activity_run(config: Config, progress: bool = True) -> tuple[Path, ActivityResult]:
+    """Train an activity LSTM on the train split (best epoch by val accuracy, when there is a val
+    split), evaluate it on test; returns the output folder and the test result."""
+    out_dir = Path(config.train.runs_dir) / config.name
+    device = resolve_device(config.train.device)
+    samples = load_samples(config)
+    x, kept = clip_features(config, samples, device, progress)
+    rows = {name: [i for i, s in enumerate(kept) if s.split == name] for name in ("train", "val", "test")}
+    split(kept, "train"), split(kept, "test")     # a DataError naming the missing split
+    _, classes = labels_from_samples([kept[i] for i in rows["train"]])
+
+    def part(name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if not rows[name]:
+            return None
+        labels, _ = labels_from_samples([kept[i] for i in rows[name]], classes=classes)
+        return x[rows[name]], labels
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, out_dir / "config.yaml")
+    t = config.train
+    result = run_activity(part("train"), part("val"), part("test"), classes, out_dir,
+                          hidden_dim=config.decoder.hidden_dim, dropout=config.decoder.dropout, epochs=t.epochs,
+                          batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay, seed=t.seed, device=device,
+                          progress=progress)
+    return out_dir, result
+
+
+def format_activity(result: ActivityResult) -> str:
+    """A plain-text report: clip and per-frame accuracy, then the accuracy of each class."""
+    lines = [f"clip accuracy {result.accuracy:.3f}   per-frame accuracy {result.frame_accuracy:.3f}   "
+             f"({int(result.confusion.sum())} test clips, {len(result.class_names)} classes, "
+             f"chance {1 / len(result.class_names):.3f})"]
+    counts = result.confusion.sum(dim=1)
+    for (name, accuracy), n in zip(result.per_class_accuracy.items(), counts.tolist()):
+        lines.append(f"  {name:<24} {accuracy:.3f}  ({n} clips)")
+    return "\n".join(lines)
