@@ -55,7 +55,8 @@ def caption_features(decoder: CaptionDecoder, features: torch.Tensor, vocab: Voc
     out: list[list[Hypothesis]] = []
     for chunk in features.split(batch_size):
         with autocast(device, bf16):
-            out += generate(decoder, chunk.to(device), decode, bos=vocab.start, eos=vocab.end, unk=vocab.unk)
+            out += generate(decoder, chunk.to(device), decode, bos=vocab.start, eos=vocab.end, unk=vocab.unk,
+                            pad=vocab.pad)
     return out
 
 

@@ -636,3 +636,19 @@ def test_real_decoder_batched_beam_equals_per_image_beam(kind):
                 single = decode(model, features[i:i + 1], max_len=10, **config)[0]
                 assert_same(as_tuples(batched[i]), as_tuples(single), tol=1e-4)
             assert [h[0].tokens for h in batched] == captions
+
+
+@pytest.mark.parametrize("strategy", [dict(beam_size=1), dict(beam_size=3), dict(sample=True, seed=0)])
+def test_caption_features_never_emits_pad_or_start(strategy):
+    """A model that puts most of its mass on <pad> and <start> still gets real words from
+    lrcn.inference.caption_features: the trained runs' decode path bans both."""
+    from lrcn.inference import caption_features
+    from lrcn.text import Vocabulary
+
+    vocab = Vocabulary(["<pad>", "<start>", "<end>", "<unk>", "a", "b", "c"])
+    model = TableModel(n_inputs=4, vocab=len(vocab), seed=0, scale=0.5)
+    with torch.no_grad():
+        model.logits[:, :, [PAD, BOS]] += 8.0            # p(<pad>) + p(<start>) > 0.99 everywhere
+    hyps = caption_features(model, torch.arange(4), vocab, DecodeConfig.from_dict({**strategy, "max_len": 6}))
+    tokens = [t for h in hyps for t in h[0].tokens]
+    assert tokens and not {PAD, BOS} & set(tokens)

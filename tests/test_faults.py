@@ -293,6 +293,13 @@ def test_a_learning_rate_that_cannot_train_is_refused(value, tiny_shapes, tmp_pa
                                               "be finite and not negative")
 
 
+def test_a_learning_rate_too_large_for_adam_is_refused(tiny_shapes, tmp_path, capsys):
+    overrides = tiny_overrides(tiny_shapes, tmp_path, **{"train.lr": "1.0e+38"})
+    assert main(["-q", "train", DEMO, *sets(overrides)]) == 2
+    assert capsys.readouterr().err.startswith("lrcn train: error: train.lr=1e+38 / encoder.lr=1e-05: Adam learning "
+                                              "rates above 1 make training diverge at once")
+
+
 def test_gradient_norms_are_logged(tiny_shapes, tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -117,6 +117,9 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
     if not all(math.isfinite(x) and x >= 0 for x in (t.lr, t.weight_decay, config.encoder.lr)):
         raise ConfigError(f"train.lr, train.weight_decay and encoder.lr must be finite and not negative; got "
                           f"{t.lr}, {t.weight_decay}, {config.encoder.lr}")
+    if max(t.lr, config.encoder.lr) > 1:     # Adam moves each weight by ~lr a step: > 1 only diverges
+        raise ConfigError(f"train.lr={t.lr} / encoder.lr={config.encoder.lr}: Adam learning rates above 1 make "
+                          f"training diverge at once; typical values are 1e-4 to 5e-3 (decoder), 1e-5 (encoder)")
     optimizer = torch.optim.Adam(groups, lr=t.lr, weight_decay=t.weight_decay)
     state = Progress()
     if resume is not None and run.last.exists():
