@@ -578,6 +578,11 @@ def test_command_line_options():
     assert DecodeConfig.from_args(parser.parse_args(["--no-sample"]), base=s).strategy == "greedy"
     with pytest.raises(ConfigError):
         DecodeConfig.from_args(parser.parse_args("--beam 2 --sample".split()))
+    # a run whose config searches 3 beams can still be sampled from, and a sampling run searched
+    beam3 = DecodeConfig.from_dict({"beam_size": 3, "max_len": 16})
+    s = DecodeConfig.from_args(parser.parse_args("--sample --top-p 0.9".split()), base=beam3)
+    assert (s.strategy, s.beam_size, s.top_p, s.max_len) == ("sample", 1, 0.9, 16)
+    assert DecodeConfig.from_args(parser.parse_args("--beam 5".split()), base=s).strategy == "beam"
 
 
 def test_generate_output_structure():

@@ -166,7 +166,9 @@ class DecodeConfig:
     @classmethod
     def from_args(cls, namespace: argparse.Namespace,
                   base: DecodeConfig | Mapping[str, Any] | None = None) -> DecodeConfig:
-        """``base`` (a config or dict, default: the defaults) with the options given on the command line."""
+        """``base`` (a config or dict, default: the defaults) with the options given on the command
+        line. A strategy chosen there wins over a conflicting one in ``base``: ``--sample`` without
+        ``--beam`` searches no beams, ``--beam``/``--groups`` without ``--sample`` stop sampling."""
         if not isinstance(base, DecodeConfig):
             base = cls.from_dict(base)
         overrides = {}
@@ -174,6 +176,10 @@ class DecodeConfig:
             value = getattr(namespace, _DEST_PREFIX + f.name, None)
             if value is not None:
                 overrides[f.name] = value
+        if overrides.get("sample") and not {"beam_size", "groups"} & overrides.keys():
+            overrides.update(beam_size=1, groups=1)
+        if "sample" not in overrides and {"beam_size", "groups"} & overrides.keys():
+            overrides["sample"] = False
         return dataclasses.replace(base, **overrides)
 
 
