@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from conftest import assert_step_interface, overfit_and_replay
 from lrcn.errors import ConfigError
 from lrcn.models.decoders import DECODERS, build_decoder
 
@@ -14,30 +15,8 @@ def make(kind, **kw):
 
 
 @pytest.mark.parametrize("kind", sorted(DECODERS))
-def test_shapes_and_teacher_forcing_agrees_with_steps(kind):
-    model = make(kind).eval()
-    features, words = torch.randn(4, D), torch.randint(0, V, (4, 7))
-    logits = model(features, words)
-    assert logits.shape == (4, 7, V)
-    state = model.init_state(features)
-    assert all(s.shape[0] == 4 for s in state)
-    steps = []
-    for t in range(7):
-        log_probs, state = model.step(words[:, t], state)
-        assert log_probs.shape == (4, V)
-        steps.append(log_probs)
-    torch.testing.assert_close(torch.stack(steps, 1), F.log_softmax(logits, -1), atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.parametrize("kind", sorted(DECODERS))
-def test_reorder_gathers_rows(kind):
-    model = make(kind).eval()
-    features = torch.randn(3, D)
-    state = model.init_state(features)
-    index = torch.tensor([2, 2, 0])
-    a, _ = model.step(torch.tensor([1, 1, 1]), model.reorder(state, index))
-    b, _ = model.step(torch.tensor([1, 1, 1]), model.init_state(features[index]))
-    torch.testing.assert_close(a, b)
+def test_teacher_forcing_agrees_with_steps_and_reorder_gathers(kind):
+    assert_step_interface(make(kind).eval(), torch.randn(4, D), torch.randint(0, V, (4, 7)))
 
 
 @pytest.mark.parametrize("kind", sorted(DECODERS))
@@ -48,21 +27,70 @@ def test_overfits_a_tiny_batch(kind):
     features = torch.randn(4, D, generator=g)
     words = torch.cat([torch.ones(4, 1, dtype=torch.long), torch.randint(4, V, (4, 6), generator=g),
                        torch.full((4, 1), 2)], 1)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-2)
-    for _ in range(150):
-        loss = F.cross_entropy(model(features, words[:, :-1]).flatten(0, 1), words[:, 1:].flatten())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < 0.02
-    # and greedy stepping reproduces every caption exactly
-    model.eval()
-    state, word, out = model.init_state(features), words[:, 0], []
-    for _ in range(7):
-        log_probs, state = model.step(word, state)
-        word = log_probs.argmax(-1)
-        out.append(word)
-    assert torch.equal(torch.stack(out, 1), words[:, 1:])
+    assert overfit_and_replay(model, features, words) < 0.02     # and greedy stepping replays every caption
+
+
+def steps(model, features, words, fast: bool):
+    """Log-probs [B, L, V] and final state of stepping through ``words`` [B, L] (eval mode):
+    ``fast`` under no_grad (``inference_step``), else with autograd on (nn.LSTM via forward_steps)."""
+    with torch.set_grad_enabled(not fast):
+        state, out = model.init_state(features), []
+        for t in range(words.shape[1]):
+            log_probs, state = model.step(words[:, t], state)
+            out.append(log_probs)
+    return torch.stack(out, 1).detach(), tuple(s.detach() for s in state)
+
+
+def assert_fast_step_is_the_lstm_step(model, features, words):
+    fast, fast_state = steps(model, features, words, fast=True)
+    assert model._gate_table is not None       # B x L >= V rows: the word-gate table was used
+    slow, slow_state = steps(model, features, words, fast=False)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    for a, b in zip(fast_state, slow_state, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind, layers", [(kind, None) for kind in sorted(DECODERS)]
+                         + [("show_and_tell", 2), ("init_state", 2)])
+def test_inference_step_equals_the_nn_lstm_step(kind, layers):
+    """Words 1-2 multiply (16 rows < V), words 3-6 look the word gates up in the table."""
+    model = make(kind, **({} if layers is None else {"num_layers": layers})).eval()
+    assert_fast_step_is_the_lstm_step(model, torch.randn(8, D), torch.randint(0, V, (8, 6)))
+
+
+def test_word_gate_table_follows_the_weights():
+    """The cached table is rebuilt after an optimizer step, load_state_dict and .double()."""
+    model = make("lrcn_2u")
+    features, words = torch.randn(8, D), torch.randint(0, V, (8, 6))
+    assert_fast_step_is_the_lstm_step(model.eval(), features, words)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    F.cross_entropy(model.train()(features, words).flatten(0, 1), words.flatten()).backward()
+    opt.step()
+    assert_fast_step_is_the_lstm_step(model.eval(), features, words)
+    torch.manual_seed(1)
+    model.load_state_dict(build_decoder("lrcn_2u", V, D, embed_dim=16, hidden_dim=20).state_dict())
+    assert_fast_step_is_the_lstm_step(model, features, words)
+    assert_fast_step_is_the_lstm_step(model.double(), features.double(), words)
+
+
+def test_small_decodes_build_no_table():
+    """The table costs V rows of multiplies: fewer rows than V since the weights changed multiply."""
+    model = make("show_and_tell").eval()
+    with torch.no_grad():
+        state = model.init_state(torch.randn(2, D))
+        for _ in range(11):                                            # 22 rows < V
+            _, state = model.step(torch.ones(2, dtype=torch.long), state)
+        assert model._gate_table is None
+        model.step(torch.ones(2, dtype=torch.long), state)
+        assert model._gate_table is not None
+
+
+def test_weights_made_in_inference_mode_step_without_a_table():
+    """Inference tensors have no version counter to key a table on: steps multiply instead."""
+    with torch.inference_mode():
+        model = make("lrcn_2f").eval()
+        assert_step_interface(model, torch.randn(8, D), torch.randint(0, V, (8, 6)))
+        assert model._gate_table is None
 
 
 def test_unknown_kind_is_named():

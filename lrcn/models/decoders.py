@@ -8,6 +8,10 @@ and ``forward(features, words) -> logits`` for teacher forcing, which agrees wit
 ``step`` calls (tests/test_decoders.py checks it). Decoding code (lrcn.decoding) sees only the
 step interface, so a new decoder is one class and every strategy works for it at once.
 
+At inference (eval mode, no autograd, no autocast) ``step`` runs ``inference_step``: the LSTM
+cells by hand, where a word's share of the first LSTM's gates is a row of a table [V, 4H]
+(``word_gates``) instead of a matrix multiply; the same numbers up to float rounding.
+
 Shapes: B batch, T caption steps, D feature size, E embedding size, H hidden size, V vocabulary.
 """
 
@@ -30,14 +34,49 @@ class CaptionDecoder(nn.Module):
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_dim, vocab_size)
+        self._gate_table_key, self._gate_table, self._gate_table_rows = None, None, 0    # see word_gates
 
     def init_state(self, features: Tensor) -> State:
         raise NotImplementedError
 
     def step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
-        """words [B] -> log_probs [B, V]; runs ``forward_steps`` on one word."""
+        """words [B] -> log_probs [B, V]: ``forward_steps`` on one word, or at inference (eval mode,
+        no autograd, no autocast) ``inference_step``, which gives the same numbers faster."""
+        if self.training or torch.is_grad_enabled() or torch.is_autocast_enabled(words.device.type):
+            logits, state = self.forward_steps(words[:, None], state)
+            return F.log_softmax(logits[:, 0].float(), dim=-1), state
+        logits, state = self.inference_step(words, state)
+        return F.log_softmax(logits.float(), dim=-1), state
+
+    def inference_step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
+        """words [B] -> logits [B, V] and the next state, without dropout or autograd; decoders
+        override it with a cheaper computation of ``forward_steps`` on one word."""
         logits, state = self.forward_steps(words[:, None], state)
-        return F.log_softmax(logits[:, 0].float(), dim=-1), state
+        return logits[:, 0], state
+
+    def word_gates(self, words: Tensor, lstm: nn.LSTM) -> Tensor:
+        """words [B] -> their share of the gates of ``lstm``'s first layer, whose input starts with
+        the word embedding, biases included: ``embed(words) @ W_ih[:, :E].T + b_ih + b_hh`` [B, 4H].
+
+        Rows of a table of every word [V, 4H], kept for one version of the weights (their storage
+        and in-place version counters, which optimizer steps, load_state_dict and .to() change).
+        The table costs as much as V rows of the multiply, so it is built only once V rows have
+        been multiplied with these weights: a small decode, such as SCST's greedy baseline after
+        each optimizer step, never pays for it, and none pays more than twice the cheaper way."""
+        E = self.embed.embedding_dim
+        weights = (self.embed.weight, lstm.weight_ih_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+        w_ih, bias = lstm.weight_ih_l0[:, :E], lstm.bias_ih_l0 + lstm.bias_hh_l0     # [4H, E], [4H]
+        if any(w.is_inference() for w in weights):                # no version counters: no table
+            return torch.addmm(bias, self.embed(words), w_ih.t())
+        key = tuple((w.device, w.data_ptr(), w._version) for w in weights)
+        if key != self._gate_table_key:
+            self._gate_table_key, self._gate_table, self._gate_table_rows = key, None, 0
+        self._gate_table_rows += len(words)
+        if self._gate_table is None and self._gate_table_rows >= self.vocab_size:
+            self._gate_table = torch.addmm(bias, self.embed.weight, w_ih.t())         # [V, 4H]
+        if self._gate_table is None:
+            return torch.addmm(bias, self.embed(words), w_ih.t())
+        return self._gate_table.index_select(0, words)
 
     def forward_steps(self, words: Tensor, state: State) -> tuple[Tensor, State]:
         """words [B, T] -> logits [B, T, V] and the state after the last word."""
@@ -62,6 +101,15 @@ def _lstm_input(h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     return h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous()
 
 
+def _lstm_cell(gates: Tensor, h: Tensor, c: Tensor, w_hh: Tensor) -> tuple[Tensor, Tensor]:
+    """One step of an LSTM layer, nn.LSTM's equations: the input's share of the gates [B, 4H]
+    (biases included; a fresh tensor, overwritten here), h and c [B, H], w_hh [4H, H] -> the
+    next h and c [B, H]."""
+    i, f, g, o = gates.addmm_(h, w_hh.t()).chunk(4, dim=1)            # nn.LSTM's gate order
+    c = torch.addcmul(f.sigmoid_() * c, i.sigmoid_(), g.tanh_())      # f * c + i * g
+    return o.sigmoid_() * torch.tanh(c), c
+
+
 class ShowAndTell(CaptionDecoder):
     """Vinyals et al. (2015): the image embedding is the LSTM's first input, then the words."""
 
@@ -82,6 +130,19 @@ class ShowAndTell(CaptionDecoder):
         y, (h, c) = self.lstm(x, _lstm_input(*state))                # y [B, T, H]
         return self.out(self.dropout(y)), _lstm_state(h, c)
 
+    def inference_step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
+        h, c = state                                                 # [B, L, H] each
+        gates = self.word_gates(words, self.lstm)                    # [B, 4H]
+        hs, cs = [], []
+        for layer in range(self.lstm.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self.lstm.all_weights[layer]
+            if layer > 0:
+                gates = torch.addmm(b_ih + b_hh, hs[-1], w_ih.t())
+            h_l, c_l = _lstm_cell(gates, h[:, layer], c[:, layer], w_hh)
+            hs.append(h_l)
+            cs.append(c_l)
+        return self.out(hs[-1]), (torch.stack(hs, 1), torch.stack(cs, 1))
+
 
 class InitStateDecoder(CaptionDecoder):
     """The image sets the LSTM's initial hidden and cell states; the first input is <start>."""
@@ -101,6 +162,7 @@ class InitStateDecoder(CaptionDecoder):
         return torch.tanh(self.init_h(f)).view(shape), self.init_c(f).view(shape)
 
     forward_steps = ShowAndTell.forward_steps
+    inference_step = ShowAndTell.inference_step
 
 
 class LRCN(CaptionDecoder):
@@ -138,6 +200,21 @@ class LRCN(CaptionDecoder):
             x, (h, c) = lstm(x, _lstm_input(hc[2 * i], hc[2 * i + 1]))
             new_state += _lstm_state(h, c)
             x = self.dropout(x)                                      # [B, T, H]
+        return self.out(x), (*new_state, image)
+
+    def inference_step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
+        *hc, image = state                                           # [B, 1, H] each, image [B, E]
+        new_state = []
+        for i, lstm in enumerate(self.layers):
+            w_ih, w_hh, b_ih, b_hh = lstm.all_weights[0]             # w_ih [4H, E or H (+ E: image)]
+            if i == 0:
+                gates = self.word_gates(words, lstm)                 # [B, 4H]
+            else:
+                gates = torch.addmm(b_ih + b_hh, x, w_ih[:, :x.shape[1]].t())
+            if i == self.image_layer:
+                gates.addmm_(image, w_ih[:, -image.shape[1]:].t())   # the image's share
+            x, c = _lstm_cell(gates, hc[2 * i][:, 0], hc[2 * i + 1][:, 0], w_hh)
+            new_state += x[:, None], c[:, None]                     # [B, H] -> [B, 1, H]
         return self.out(x), (*new_state, image)
 
 
