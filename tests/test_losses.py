@@ -265,9 +265,29 @@ def test_scst_rewards_are_cider_d_against_the_training_references():
     ids = [vocab.encode(c) for c in captions]
     tokens = torch.tensor([x + [vocab.end] * (7 - len(x)) for x in ids])
     got = loss.rewards(rows, tokens, torch.tensor([len(x) for x in ids]))
-    reference = CiderD({i: r for i, r in enumerate(refs)}, tokenize=True).score_batch(rows, captions)
+    # pycocoevalcap's CIDEr-D (tokenized as the COCO evaluation does) with one more word, standing for <end>,
+    # at the end of every caption and reference
+    ends = {i: [f"{c} endword" for c in r] for i, r in enumerate(refs)}
+    reference = CiderD(ends, tokenize=True).score_batch(rows, [f"{c} endword" for c in captions])
     np.testing.assert_allclose(got.numpy(), reference, rtol=1e-6)
     assert got[0] > got[2] and got[0] > 0.5              # a dog's caption scores on the dog, not the cat
+
+
+def test_scst_rewards_count_the_end_of_a_caption():
+    """A caption cut short earns less than the same words ending where the references end: the n-grams
+    with <end> are part of the reward."""
+    refs = [["a dog runs on the grass", "a dog runs on grass", "the dog runs on the grass"],
+            ["a cat sleeps", "a cat is asleep on a bed", "the cat sleeps"],
+            ["two men walk", "men walking in a street", "two people walk"]]
+    train = [Sample(id=f"s{i}", path=f"s{i}.png", split="train", captions=r) for i, r in enumerate(refs)]
+    vocab = Vocabulary.build([c for r in refs for c in r])
+    loss = SelfCritical(scst_config(), vocab, train)
+    ids = [vocab.encode("a dog runs on the grass"), vocab.encode("a dog runs on the")]
+    tokens = torch.tensor([ids[0], ids[1] + [vocab.end]])
+    complete, cut = loss.rewards([0, 0], tokens, torch.tensor([6, 5])).tolist()
+    plain = CiderD({i: r for i, r in enumerate(refs)}).score_batch([0, 0], ["a dog runs on the grass",
+                                                                           "a dog runs on the"])
+    assert cut / complete < plain[1] / plain[0]
 
 
 def test_scst_with_real_rewards_and_one_certain_caption_gives_zero_loss():

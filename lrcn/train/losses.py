@@ -181,7 +181,10 @@ class SelfCritical:
     For each image, ``train.scst_samples`` (K) captions are sampled from the decoder (in its
     training mode, at temperature ``train.scst_temperature``, with the ``decode:`` section's
     max_len, min_len, block_ngram and suppressions); the reward of a caption is its CIDEr-D against
-    the image's training references, with document frequencies from all training references. The
+    the image's training references, with document frequencies from all training references, and
+    ``<end>`` counted as the last word of every caption and reference, as in Rennie et al.'s code
+    (self-critical.pytorch): without it a caption cut short ("a dog runs in the") loses nothing
+    for its missing end, and SCST learns such endings. The
     loss is ``-(reward - baseline) * log p(caption)`` summed over the B*K captions (``count`` =
     B*K), ``log p`` being under the sampling distribution, and the baseline
     (``train.scst_baseline``) the reward of the image's greedy caption (decoded in eval mode, as at
@@ -208,17 +211,18 @@ class SelfCritical:
             {**decode, "sample": True, "n_best": self.k, "temperature": t.scst_temperature, "top_k": 0, "top_p": 1.0,
              "seed": None}, where="decode (SCST sampling)")
         self.tokens = dict(bos=vocab.start, eos=vocab.end, unk=vocab.unk, pad=vocab.pad)
+        self.end_word = vocab.words[vocab.end]
         references = {}
         for row, s in enumerate(samples):
-            tokenized = [" ".join(tokenize(c)) for c in s.captions]
-            references[row] = [c for c in tokenized if c] or tokenized
+            tokenized = [" ".join([*tokenize(c), self.end_word]) for c in s.captions]
+            references[row] = [c for c in tokenized if c != self.end_word] or tokenized
         self.cider = CiderD(references, tokenize=False)
 
     def rewards(self, rows: Sequence[int], tokens: Tensor, lengths: Tensor) -> Tensor:
-        """CIDEr-D [N] of each caption ``tokens[n, :lengths[n]]`` against the references of training
-        row ``rows[n]``, scored as one batch."""
+        """CIDEr-D [N] of each caption ``tokens[n, :lengths[n]]`` followed by ``<end>`` against the
+        references (each followed by ``<end>``) of training row ``rows[n]``, scored as one batch."""
         words = self.vocab.words
-        captions = [[words[i] for i in ids[:n]] for ids, n in zip(tokens.tolist(), lengths.tolist())]
+        captions = [[*(words[i] for i in ids[:n]), self.end_word] for ids, n in zip(tokens.tolist(), lengths.tolist())]
         return torch.from_numpy(self.cider.score_batch(list(rows), captions)).float()
 
     def __call__(self, decoder: CaptionDecoder, features: Tensor, words: Tensor, rows: Tensor,
