@@ -1,81 +1,123 @@
-"""`lrcn caption`: caption images and folders of images with a trained run, resumably (a run
-trained on video captions clips instead: lrcn/video_caption.py).
+"""`lrcn caption`: caption images and folders of images with a trained run, resumably; a run
+trained on video captions video files and frame folders instead (lrcn/video_caption.py).
 
-With ``--out DIR`` it writes ``DIR/captions.json`` after every batch (so a re-run skips images
-already captioned) and ``DIR/index.html``, a gallery that opens from disk. Files that cannot be
+With ``--out DIR`` it writes ``DIR/captions.json`` after every batch (so a re-run skips inputs
+already captioned) and ``DIR/index.html``, a gallery that opens from disk. Inputs that cannot be
 read are listed under ``skipped`` with the reason and never stop the run.
+
+One driver, :func:`caption_paths`, serves both: what differs between images and clips (finding
+them, loading a batch, its features, the extra fields of an entry, the gallery) is a
+:class:`Captioning`.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from lrcn.config import Config
 from lrcn.data.media import ImageFolderDataset, collate_skip_bad, find_images, image_size
 from lrcn.decoding import DecodeConfig
 from lrcn.inference import caption_features, decode_config, load_models
 from lrcn.io import write_json
+from lrcn.models.temporal import VIDEO_DECODERS
 from lrcn.report.gallery import write_gallery
 from lrcn.run import Run, resolve_device
-from lrcn.video_caption import caption_videos, is_video_config
 
 FORMAT = "lrcn-captions-1"
+
+
+@dataclass
+class Captioning:
+    """How to caption one kind of input. Batches have ``indices`` (positions in the list of paths
+    to do, in batch order) and ``errors`` (position -> why it was skipped)."""
+    format: str                                                  # captions.json "format"
+    unit: str                                                    # progress bar unit
+    paths: list[Path]                                            # every input named, in order
+    loader: Callable[[list[Path]], torch.utils.data.DataLoader]  # paths to do -> batches
+    features: Callable[[Any], torch.Tensor]                      # batch -> encoder features [B, ...]
+    details: Callable[[Path, Any, int], dict]                    # (path, batch, index) -> extra entry fields
+    gallery: Callable[[Path, dict], None]                        # writes index.html from captions.json
+    header: dict = field(default_factory=dict)                   # more keys a re-run must match to resume
+
+
+def image_captioning(config: Config, encoder, inputs: Sequence[str | Path], out_dir: Path | None,
+                     batch_size: int, num_workers: int, device: torch.device) -> Captioning:
+    """Images and folders of images; each entry also records the image's width and height."""
+    def loader(todo: list[Path]) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(ImageFolderDataset(todo, encoder.transform,
+                                                              max_pixels=config.data.max_pixels),
+                                           batch_size=batch_size, num_workers=num_workers if todo else 0,
+                                           collate_fn=collate_skip_bad)
+
+    def details(path: Path, batch, j: int) -> dict:
+        width, height = image_size(path)
+        return {"width": width, "height": height}
+
+    return Captioning(FORMAT, "img", find_images(inputs), loader, lambda batch: encoder(batch.images.to(device)),
+                      details, write_gallery)
+
+
+def is_video_config(config: Config) -> bool:
+    """Whether the run's decoder captions clips (``decoder.kind`` is a video kind)."""
+    return config.decoder.kind in VIDEO_DECODERS
 
 
 def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Path | None = None,
                   json_out: str | Path | None = None, decode: DecodeConfig | None = None,
                   batch_size: int = 32, num_workers: int = 2, device: str = "auto",
                   progress: bool = True) -> dict[str, Any]:
+    """Caption ``inputs`` with the run's best checkpoint; returns the captions.json structure
+    (``captions`` and ``skipped``, keyed by path). For a video run ``batch_size`` counts frames."""
     run = Run.open(run_dir)
-    if is_video_config(run.config()):       # a video captioner: inputs are clips (lrcn/video_caption.py)
-        return caption_videos(run_dir, inputs, out_dir=out_dir, json_out=json_out, decode=decode,
-                              batch_size=batch_size, num_workers=num_workers, device=device, progress=progress)
     dev = resolve_device(device)
     config, vocab, encoder, decoder = load_models(run, "best", dev)
     decode = decode or decode_config(config)
-    paths = find_images(inputs)
-    out_json = Path(out_dir) / "captions.json" if out_dir else None
-    result = {"format": FORMAT, "run": str(run.dir.resolve()), "decode": decode.to_dict(), "captions": {}, "skipped": {}}
+    out_dir = Path(out_dir) if out_dir else None
+    if is_video_config(config):
+        from lrcn.video_caption import clip_captioning   # video_caption builds on this module
+        how = clip_captioning(config, encoder, inputs, out_dir, batch_size, num_workers, dev)
+    else:
+        how = image_captioning(config, encoder, inputs, out_dir, batch_size, num_workers, dev)
+    out_json = out_dir / "captions.json" if out_dir else None
+    result = {"format": how.format, "run": str(run.dir.resolve()), "decode": decode.to_dict(), **how.header,
+              "captions": {}, "skipped": {}}
     if out_json and out_json.exists():
         previous = json.loads(out_json.read_text(encoding="utf-8"))
-        if previous.get("format") == FORMAT and previous.get("run") == result["run"] and previous.get("decode") == result["decode"]:
+        if all(previous.get(k) == v for k, v in result.items() if k not in ("captions", "skipped")):
             result["captions"], result["skipped"] = previous["captions"], previous["skipped"]
-    todo = [p for p in paths if str(p) not in result["captions"] and str(p) not in result["skipped"]]
+    todo = [p for p in how.paths if str(p) not in result["captions"] and str(p) not in result["skipped"]]
 
     def save() -> None:
         if out_json:
             write_json(out_json, result)
 
-    loader = torch.utils.data.DataLoader(ImageFolderDataset(todo, encoder.transform, max_pixels=config.data.max_pixels),
-                                         batch_size=batch_size, num_workers=num_workers if todo else 0,
-                                         collate_fn=collate_skip_bad)
-    with tqdm(total=len(todo), desc="captioning", unit="img", disable=not progress) as bar:
-        for batch in loader:
+    with tqdm(total=len(todo), desc="captioning", unit=how.unit, disable=not progress) as bar:
+        for batch in how.loader(todo):
             for j, reason in batch.errors.items():
                 result["skipped"][str(todo[j])] = reason
                 tqdm.write(f"skipped {todo[j]}: {reason}", file=sys.stderr)
-            if len(batch.indices):
+            if batch.indices:
                 with torch.inference_mode():
-                    features = encoder(batch.images.to(dev))
+                    features = how.features(batch)
                 hyps = caption_features(decoder, features, vocab, decode, device=dev, bf16=config.train.bf16)
                 for j, nbest in zip(batch.indices, hyps):
-                    path = todo[j]
-                    width, height = image_size(path)
-                    result["captions"][str(path)] = {
-                        "caption": vocab.decode(nbest[0].tokens), "width": width, "height": height,
+                    result["captions"][str(todo[j])] = {
+                        "caption": vocab.decode(nbest[0].tokens), **how.details(todo[j], batch, j),
                         "nbest": [{"caption": vocab.decode(h.tokens), "score": h.score, "log_prob": h.log_prob}
                                   for h in nbest]}
             save()
             bar.update(len(batch.indices) + len(batch.errors))
     save()
     if out_dir:
-        write_gallery(Path(out_dir) / "index.html", result)
-        print(f"wrote {out_json} and {Path(out_dir) / 'index.html'} ({len(result['captions'])} captioned, "
+        how.gallery(out_dir / "index.html", result)
+        print(f"wrote {out_json} and {out_dir / 'index.html'} ({len(result['captions'])} captioned, "
               f"{len(result['skipped'])} skipped)")
     if json_out:
         write_json(json_out, result)

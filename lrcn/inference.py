@@ -20,7 +20,7 @@ def build_models(config: Config, vocab_size: int, pretrained: bool | None = None
     c = config.encoder
     encoder = build_encoder(c.name, pretrained=c.pretrained if pretrained is None else pretrained,
                             trainable_blocks=c.trainable_blocks, weights_path=c.weights_path,
-                            image_size=c.image_size, crop=c.crop)
+                            image_size=c.image_size, crop=c.crop, attention_map=c.attention_map)
     d = config.decoder
     layers = {"num_layers": d.num_layers} if d.num_layers is not None else {}
     decoder = build_decoder(d.kind, vocab_size, encoder.out_dim, embed_dim=d.embed_dim, hidden_dim=d.hidden_dim,

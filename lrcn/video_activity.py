@@ -30,13 +30,19 @@ from lrcn.models.encoders import build_encoder
 from lrcn.run import resolve_device
 
 
-def clip_features(config: Config, samples: list[Sample], device: torch.device | str = "cpu",
-                  progress: bool = True) -> tuple[torch.Tensor, list[Sample]]:
-    """Frame features [N, T, D] of the readable ``samples`` from the config's frozen encoder
-    (extracted once into the feature store; unreadable clips are reported and left out)."""
+def frame_encoder(config: Config):
+    """The config's frozen frame encoder (as ``lrcn train`` builds it, so feature stores are shared)."""
+    c = config.encoder
+    return build_encoder(c.name, pretrained=c.pretrained, weights_path=c.weights_path, image_size=c.image_size,
+                         crop=c.crop, attention_map=c.attention_map)
+
+
+def split_features(config: Config, samples: list[Sample], encoder, device: torch.device | str = "cpu",
+                   progress: bool = True) -> tuple[torch.Tensor, list[Sample]]:
+    """Frame features [N, T, D] of the readable ``samples`` (one split), from the feature store that
+    ``lrcn train`` / ``lrcn evaluate`` use for the same split, extracting what is missing;
+    unreadable clips are reported and left out."""
     c, d = config.encoder, config.data
-    encoder = build_encoder(c.name, pretrained=c.pretrained, weights_path=c.weights_path, image_size=c.image_size,
-                            crop=c.crop)
     return cached_video_features(samples, encoder, feature_dir(config), d.num_frames, mode=d.frame_sampling,
                                  fps=d.fps, source_fps=d.source_fps,
                                  batch_size=max(1, c.batch_size // d.num_frames), num_workers=d.num_workers,
@@ -44,26 +50,24 @@ def clip_features(config: Config, samples: list[Sample], device: torch.device | 
 
 
 def train_activity_run(config: Config, progress: bool = True) -> tuple[Path, ActivityResult]:
-    """Train an activity LSTM on the train split (best epoch by val accuracy, when there is a val
-    split), evaluate it on test; returns the output folder and the test result."""
+    """Train an activity LSTM on the train split (keeping the best epoch by val accuracy when there
+    is a val split) and evaluate it on test; returns the output folder and the test result."""
     out_dir = Path(config.train.runs_dir) / config.name
     device = resolve_device(config.train.device)
     samples = load_samples(config)
-    x, kept = clip_features(config, samples, device, progress)
-    rows = {name: [i for i, s in enumerate(kept) if s.split == name] for name in ("train", "val", "test")}
-    split(kept, "train"), split(kept, "test")     # a DataError naming the missing split
-    _, classes = labels_from_samples([kept[i] for i in rows["train"]])
-
-    def part(name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if not rows[name]:
-            return None
-        labels, _ = labels_from_samples([kept[i] for i in rows[name]], classes=classes)
-        return x[rows[name]], labels
-
+    labels_from_samples(samples)                    # every clip labelled, before any extraction
+    encoder = frame_encoder(config)
+    parts: dict[str, tuple[torch.Tensor, list[Sample]]] = {}
+    for name in ("train", "val", "test"):
+        if name == "val" and not any(s.split == "val" for s in samples):
+            continue
+        parts[name] = split_features(config, split(samples, name), encoder, device, progress)
+    _, classes = labels_from_samples(parts["train"][1])
+    data = {name: (x, labels_from_samples(kept, classes=classes)[0]) for name, (x, kept) in parts.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, out_dir / "config.yaml")
     t = config.train
-    result = run_activity(part("train"), part("val"), part("test"), classes, out_dir,
+    result = run_activity(data["train"], data.get("val"), data["test"], classes, out_dir,
                           hidden_dim=config.decoder.hidden_dim, dropout=config.decoder.dropout, epochs=t.epochs,
                           batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay, seed=t.seed, device=device,
                           progress=progress)

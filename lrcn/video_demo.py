@@ -9,14 +9,12 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from lrcn.baselines import consensus_caption
+import torch
+
 from lrcn.config import load_config
-from lrcn.data.loaders import load_samples, split
 from lrcn.data.shapes_video import generate_shapes_video
-from lrcn.evaluate import evaluate
-from lrcn.inference import decode_config
+from lrcn.demo import score_blind_greedy_beam
 from lrcn.io import write_json
-from lrcn.metrics import format_table, score
 from lrcn.train.loop import train
 from lrcn.video_activity import format_activity, train_activity_run
 
@@ -27,39 +25,38 @@ ACTIVITY_DEMO_CONFIG = resources.files("lrcn") / "configs" / "video_activity_dem
 def run_video_demo(out: str | os.PathLike = "demo", n: int = 1000, seed: int = 0, overrides: list[str] | None = None,
                    json_out: str | os.PathLike | None = None, activity: bool = True,
                    progress: bool = True) -> dict[str, dict[str, float]]:
-    """Render ``n`` clips into ``out/shapes_video`` (once), train the captioner of
-    ``lrcn/configs/video_demo.yaml`` into ``out/runs``, score it, and (``activity``) train and
-    test the activity LSTM of ``video_activity_demo.yaml``. ``overrides`` apply to both configs.
-    Returns (and writes to ``json_out``) ``{"blind", "greedy", "beam3"[, "activity"]}``."""
+    """Render ``n`` clips into ``out/shapes_video`` (once, at the config's ``encoder.image_size``),
+    train the captioner of ``lrcn/configs/video_demo.yaml`` into ``out/runs``, score it, and
+    (``activity``) train and test the activity LSTM of ``video_activity_demo.yaml``. ``overrides``
+    apply to both configs. Returns (and writes to ``json_out``) ``{"blind", "greedy", "beam3"[, "activity"]}``."""
     started = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)     # small models: with two threads on a shared 2-core machine epochs took 3-5x longer
+    try:
+        return _video_demo(out, n, seed, overrides, json_out, activity, progress, started)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _video_demo(out: str | os.PathLike, n: int, seed: int, overrides: list[str] | None,
+                json_out: str | os.PathLike | None, activity: bool, progress: bool,
+                started: float) -> dict[str, dict[str, float]]:
     out = Path(out)
     data_dir = out / "shapes_video"
     split_json = data_dir / "dataset_shapes_video.json"
-    if not split_json.exists():
-        print(f"rendering {n} shapes-video clips into {data_dir} ...")
-        generate_shapes_video(data_dir, n=n, seed=seed)
     common = [f"data.split_json={split_json}", f"train.runs_dir={out / 'runs'}", *(overrides or [])]
     config = load_config(VIDEO_DEMO_CONFIG, common)
+    if not split_json.exists():
+        side = config.encoder.image_size
+        print(f"rendering {n} shapes-video clips of {side} x {side} pixels into {data_dir} ...")
+        generate_shapes_video(data_dir, n=n, seed=seed, image_size=side)
     run_dir = Path(config.train.runs_dir) / config.name
     shutil.rmtree(run_dir, ignore_errors=True)      # the demo always trains afresh
     print(f"training {config.decoder.kind} on {config.data.num_frames} frames per clip for "
           f"{config.train.epochs} epochs into {run_dir} ...")
     train(config, progress=progress)
 
-    samples = load_samples(config)
-    test = split(samples, "test")
-    blind = consensus_caption({s.id: s.captions for s in split(samples, "train")})
-    rows = {"blind": score({s.id: blind for s in test}, {s.id: s.captions for s in test}).corpus}
-    for name, beam in (("greedy", 1), ("beam3", 3)):
-        scores, captions = evaluate(run_dir, "test", decode_config(config, beam_size=beam), progress=progress)
-        rows[name] = scores.corpus
-    print(f'\nblind baseline caption: "{blind}"')
-    for s in [s for s in test if s.id in captions][:5]:
-        print(f"  {s.path.name}: {captions[s.id]!r}   (a reference: {s.captions[0]!r})")
-    print()
-    print(format_table(rows))
-    ratio = rows["beam3"]["CIDEr"] / max(rows["blind"]["CIDEr"], 1e-9)
-    print(f"\nCIDEr-D beam3 / blind = {ratio:.1f}x   (run folder {run_dir})")
+    rows = score_blind_greedy_beam(config, run_dir, progress)
     result: dict[str, dict[str, float]] = dict(rows)
     if activity:
         activity_config = load_config(ACTIVITY_DEMO_CONFIG, common)
@@ -70,7 +67,13 @@ def run_video_demo(out: str | os.PathLike = "demo", n: int = 1000, seed: int = 0
         print(f"confusion matrix: {activity_dir / 'confusion_test.png'}")
         result["activity"] = {"accuracy": outcome.accuracy, "frame_accuracy": outcome.frame_accuracy,
                               "chance": 1 / len(outcome.class_names)}
-    print(f"\n{time.perf_counter() - started:.0f} s in all")
+    print(f"\nshapes-video test split ({time.perf_counter() - started:.0f} s in all; run folder {run_dir})")
+    print("  captions CIDEr-D   " + "   ".join(f"{name} {r['CIDEr']:.3f}" for name, r in rows.items())
+          + f"   (beam3 / blind {rows['beam3']['CIDEr'] / max(rows['blind']['CIDEr'], 1e-9):.1f}x)")
+    if activity:
+        a = result["activity"]
+        print(f"  activity accuracy  clip {a['accuracy']:.3f}   per-frame {a['frame_accuracy']:.3f}   "
+              f"chance {a['chance']:.3f}")
     if json_out:
         write_json(json_out, result)
     return result

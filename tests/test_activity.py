@@ -20,14 +20,6 @@ OPPOSITE = torch.tensor([1, 0, 3, 2])
 T, S, SIDE = 6, 12, 3          # frames per clip, frame side, square side
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def moving_squares(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Clips [n, T, 3, S, S] of a coloured square moving one pixel per frame, on a noisy
     background, and their direction labels [n]. A clip played backwards is a clip of the opposite

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections import Counter
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import file_digests
 from lrcn.data.records import read_karpathy
 from lrcn.data.shapes import COLOURS
 from lrcn.data.shapes_video import (LABELS, SHAPES, SYMMETRY_DEGREES, MovingObject, describe_clip,
@@ -30,11 +30,6 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def samples(dataset):
     return read_karpathy(dataset)
-
-
-def file_digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def frames_of(sample) -> np.ndarray:

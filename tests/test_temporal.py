@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from torch.nn import functional as F
 
+from conftest import assert_step_interface, overfit_and_replay
 from lrcn.decoding import DecodeConfig, generate
 from lrcn.errors import ConfigError
 from lrcn.models.decoders import DECODERS, build_decoder
@@ -11,15 +11,6 @@ from lrcn.models.temporal import S2VT, VIDEO_DECODERS, VideoCaptioner, build_tem
 
 V, D, T = 23, 12, 5
 START, END = 1, 2
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and much faster on a busy machine (no OpenMP spinning)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make(kind, **kw):
@@ -64,21 +55,7 @@ def test_frame_order_matters_to_recurrent_encoders_only():
 
 @pytest.mark.parametrize("kind", sorted(VIDEO_DECODERS))
 def test_teacher_forcing_agrees_with_steps_and_reorder_gathers(kind):
-    model = make(kind).eval()
-    features, words = torch.randn(4, T, D), torch.randint(0, V, (4, 7))
-    logits = model(features, words)
-    assert logits.shape == (4, 7, V)
-    state = model.init_state(features)
-    assert all(s.shape[0] == 4 for s in state)
-    steps = []
-    for t in range(7):
-        log_probs, state = model.step(words[:, t], state)
-        steps.append(log_probs)
-    torch.testing.assert_close(torch.stack(steps, 1), F.log_softmax(logits, -1), atol=1e-5, rtol=1e-5)
-    index = torch.tensor([2, 2, 0])
-    a, _ = model.step(torch.ones(3, dtype=torch.long), model.reorder(model.init_state(features), index))
-    b, _ = model.step(torch.ones(3, dtype=torch.long), model.init_state(features[index]))
-    torch.testing.assert_close(a, b)
+    assert_step_interface(make(kind).eval(), torch.randn(4, T, D), torch.randint(0, V, (4, 7)))
 
 
 def test_an_image_feature_is_a_one_frame_clip():
@@ -96,38 +73,20 @@ def _tiny_task(seed=1):
     return frames, words
 
 
-def _overfit(model, frames, words, steps=150, lr=3e-2):
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(steps):
-        loss = F.cross_entropy(model(frames, words[:, :-1]).flatten(0, 1), words[:, 1:].flatten())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return loss.item()
-
-
 @pytest.mark.parametrize("kind", ["s2vt", "mean+show_and_tell", "lstm+show_and_tell", "bilstm+show_and_tell",
                                   "lstm+lrcn_2f", "bilstm+init_state"])
 def test_overfits_a_tiny_batch_of_clips(kind):
     """4 clips of 5 frames, 4 captions of 6 words: near-zero loss, and greedy stepping replays them."""
     model = make(kind, dropout=0.0)
     frames, words = _tiny_task()
-    assert _overfit(model, frames, words) < 0.02
-    model.eval()
-    state, word, out = model.init_state(frames), words[:, 0], []
-    for _ in range(7):
-        log_probs, state = model.step(word, state)
-        word = log_probs.argmax(-1)
-        out.append(word)
-    assert torch.equal(torch.stack(out, 1), words[:, 1:])
+    assert overfit_and_replay(model, frames, words) < 0.02
 
 
 @pytest.mark.parametrize("kind", ["s2vt", "bilstm+lrcn_2f"])
 def test_decoding_strategies_work_unchanged_on_video_models(kind):
     model = make(kind, dropout=0.0)
     frames, words = _tiny_task(seed=2)
-    _overfit(model, frames, words)
-    model.eval()
+    overfit_and_replay(model, frames, words)
     expected = words[:, 1:-1].tolist()
     for config in (DecodeConfig(beam_size=1), DecodeConfig(beam_size=3, n_best=3),
                    DecodeConfig(beam_size=4, groups=2, n_best=2)):

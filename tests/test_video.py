@@ -28,14 +28,6 @@ needs_pyav = pytest.mark.skipif(importlib.util.find_spec("av") is None,
 H, W, STEP = 48, 64, 12   # frame k: left half k*STEP, right half 255 - k*STEP
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def numbered_frames(n: int, h: int = H, w: int = W) -> np.ndarray:
     """uint8 [n, h, w, 3]; frame k is k * STEP on its left half and 255 - k * STEP on its right half."""
     frames = np.zeros((n, h, w, 3), np.uint8)

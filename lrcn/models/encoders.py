@@ -250,7 +250,7 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, name: str, blocks: list[nn.Module], head: nn.Module, out_dim: int,
                  preprocess: Preprocess, categories: list[str], trainable_blocks: int = 0,
-                 crop: bool = True):
+                 crop: bool = True, attention_map: int = 0):
         super().__init__()
         if not 0 <= trainable_blocks <= len(blocks):
             raise ConfigError(f"trainable_blocks={trainable_blocks} for encoder '{name}': "
@@ -259,6 +259,11 @@ class ImageEncoder(nn.Module):
         self.body = nn.Sequential(*blocks)  # image -> grid
         self.head = head  # grid -> ImageNet logits
         self.out_dim = self.grid_dim = out_dim  # pooled size = grid channels
+        if isinstance(attention_map, bool) or not isinstance(attention_map, int) or attention_map < 0:
+            raise ConfigError(f"encoder.attention_map={attention_map!r}: the side of the attention map, "
+                              f"0 (none) or a positive integer such as 6")
+        self.attention_map = attention_map    # > 0: features also say *where* (see `forward`)
+        self.out_dim += attention_map ** 2
         self.image_size = preprocess.image_size
         self.categories = list(categories)
         self.trainable_blocks = trainable_blocks
@@ -268,7 +273,8 @@ class ImageEncoder(nn.Module):
         resize = ([transforms.Resize(preprocess.resize_size, preprocess.interpolation, antialias=True),
                    transforms.CenterCrop(size)] if crop else
                   [transforms.Resize((size, size), preprocess.interpolation, antialias=True)])
-        self.key = f"{name}-{size}{'' if crop else '-nocrop'}"  # names feature stores
+        self.key = (f"{name}-{size}{'' if crop else '-nocrop'}"  # names feature stores
+                    f"{f'-att{attention_map}' if attention_map else ''}")
         self.transform = transforms.Compose([
             transforms.Lambda(_to_rgb),
             *resize,
@@ -322,8 +328,30 @@ class ImageEncoder(nn.Module):
         return self.body(images.contiguous(memory_format=torch.channels_last))
 
     def forward(self, images: Tensor) -> Tensor:
-        """[B, 3, S, S] normalised -> global-average-pooled features [B, out_dim]."""
-        return self.forward_grid(images).mean(dim=(2, 3))
+        """[B, 3, S, S] normalised -> global-average-pooled features [B, out_dim].
+
+        With ``attention_map=A`` > 0 the pooled features [B, grid_dim] (*what* is in the image) are
+        followed by an A x A spatial attention map [B, A*A] (*where*; Zagoruyko & Komodakis 2017):
+        the channel mean of the squared activations of the deepest block whose grid is still at
+        least A x A, average-pooled to A x A and scaled to the same L2 norm as the pooled features.
+        Global pooling alone keeps almost no position, so e.g. "moving left" and "moving right"
+        look alike to a model on pooled frame features (experiments/benchmarks/RESULTS.md).
+        """
+        if not self.attention_map:
+            return self.forward_grid(images).mean(dim=(2, 3))
+        A = self.attention_map
+        x, fine = images.contiguous(memory_format=torch.channels_last), None
+        for block in self.body:
+            x = block(x)
+            if min(x.shape[-2:]) >= A:
+                fine = x
+        if fine is None:
+            raise ConfigError(f"encoder.attention_map={A}: no feature grid of {self.name} at input size "
+                              f"{self.image_size} is {A}x{A} or larger; use a smaller map or a larger image_size")
+        what = x.mean(dim=(2, 3))                                                   # [B, D]
+        where = F.adaptive_avg_pool2d(fine.float().pow(2).mean(dim=1, keepdim=True), A).flatten(1)   # [B, A*A]
+        where = F.normalize(where, dim=1) * what.float().norm(dim=1, keepdim=True)
+        return torch.cat([what, where.to(what.dtype)], dim=1)
 
     def encode_frames(self, frames: Tensor) -> Tensor:
         """Video frames [B, T, 3, S, S] -> [B, T, out_dim] with one forward over B*T images."""
@@ -337,10 +365,11 @@ class ImageEncoder(nn.Module):
 
 def build_encoder(name: str = "efficientnet_lite0", pretrained: bool = True,
                   trainable_blocks: int = 0, weights_path: str | None = None,
-                  image_size: int | None = None, crop: bool = True) -> ImageEncoder:
+                  image_size: int | None = None, crop: bool = True, attention_map: int = 0) -> ImageEncoder:
     """Build a registered encoder. `weights_path` (a state-dict file) overrides `pretrained`;
     `image_size` changes the input side (the resize keeps the backbone's crop ratio);
-    `crop=False` resizes the whole image to the input square instead of centre-cropping."""
+    `crop=False` resizes the whole image to the input square instead of centre-cropping;
+    `attention_map=A` appends an A x A spatial attention map to the features (see `ImageEncoder.forward`)."""
     if name not in ENCODERS:
         raise ConfigError(f"unknown encoder '{name}'; known encoders: {', '.join(ENCODERS)}")
     spec = ENCODERS[name]
@@ -349,4 +378,4 @@ def build_encoder(name: str = "efficientnet_lite0", pretrained: bool = True,
         preprocess = preprocess.at_size(image_size)
     blocks, head = spec.split(model)
     return ImageEncoder(name, blocks, head, spec.out_dim, preprocess, categories, trainable_blocks,
-                        crop)
+                        crop, attention_map)
