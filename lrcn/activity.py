@@ -30,18 +30,20 @@ from tqdm.auto import tqdm
 
 from lrcn.errors import DataError, TrainingError
 from lrcn.io import atomic_path, write_json
+from lrcn.models.temporal import FrameDeltas
 
 
 class ActivityLRCN(nn.Module):
     """Frames or frame features [B, T, ...] -> per-step class logits [B, T, C]."""
 
     def __init__(self, feature_dim: int, num_classes: int, hidden_dim: int = 256, dropout: float = 0.5,
-                 frame_encoder: nn.Module | None = None):
+                 frame_encoder: nn.Module | None = None, delta_dims: int = 0, delta_gain: float = 1.0):
         super().__init__()
         self.num_classes = num_classes
         self.frame_encoder = frame_encoder
         self.dropout = nn.Dropout(dropout)
-        self.lstm = nn.LSTM(feature_dim, hidden_dim, batch_first=True)
+        self.deltas = FrameDeltas(delta_dims, delta_gain)       # motion: see lrcn.models.temporal.FrameDeltas
+        self.lstm = nn.LSTM(feature_dim + delta_dims, hidden_dim, batch_first=True)
         self.classifier = nn.Linear(hidden_dim, num_classes)
 
     def frame_features(self, clips: Tensor) -> Tensor:
@@ -54,7 +56,7 @@ class ActivityLRCN(nn.Module):
 
     def forward(self, clips: Tensor) -> Tensor:
         """-> per-step class logits [B, T, C]."""
-        y, _ = self.lstm(self.dropout(self.frame_features(clips)))     # [B, T, H]
+        y, _ = self.lstm(self.dropout(self.deltas(self.frame_features(clips))))     # [B, T, H]
         return self.classifier(self.dropout(y))
 
     def predict_proba(self, clips: Tensor) -> Tensor:
@@ -239,7 +241,7 @@ def run_activity(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None
                  class_names: Sequence[str], out_dir: str | os.PathLike, *, hidden_dim: int = 256,
                  dropout: float = 0.5, epochs: int = 30, batch_size: int = 32, lr: float = 1e-3,
                  weight_decay: float = 0.0, seed: int = 0, device: str | torch.device = "cpu",
-                 progress: bool = True) -> ActivityResult:
+                 delta_dims: int = 0, delta_gain: float = 1.0, progress: bool = True) -> ActivityResult:
     """Train an :class:`ActivityLRCN` on frame features (clips [N, T, D], labels [N]) and evaluate it.
 
     Writes into ``out_dir``: ``activity.pt`` (the weights of the best validation epoch, class names
@@ -253,7 +255,8 @@ def run_activity(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     x, y = train
-    model = ActivityLRCN(x.shape[-1], len(class_names), hidden_dim, dropout)
+    model = ActivityLRCN(x.shape[-1], len(class_names), hidden_dim, dropout, delta_dims=delta_dims,
+                         delta_gain=delta_gain)
     writer = SummaryWriter(out_dir / "tb")
     try:
         history = train_activity(model, x, y, val=val, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -265,7 +268,8 @@ def run_activity(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None
         writer.close()
     save_checkpoint(out_dir / "activity.pt", {
         "model": {k: v.cpu() for k, v in model.state_dict().items()}, "class_names": list(class_names),
-        "feature_dim": int(x.shape[-1]), "hidden_dim": hidden_dim, "history": history})
+        "feature_dim": int(x.shape[-1]), "hidden_dim": hidden_dim, "delta_dims": delta_dims,
+        "delta_gain": delta_gain, "history": history})
     return result
 
 
@@ -274,6 +278,7 @@ def load_activity(path: str | os.PathLike, device: str | torch.device = "cpu") -
     from lrcn.train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path)
-    model = ActivityLRCN(ckpt["feature_dim"], len(ckpt["class_names"]), ckpt["hidden_dim"])
+    model = ActivityLRCN(ckpt["feature_dim"], len(ckpt["class_names"]), ckpt["hidden_dim"],
+                         delta_dims=ckpt.get("delta_dims", 0), delta_gain=ckpt.get("delta_gain", 1.0))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), list(ckpt["class_names"])

@@ -56,6 +56,9 @@ class DecoderConfig:
     hidden_dim: int = 512
     num_layers: int | None = None        # None: the kind's own (1 for show_and_tell; fixed for LRCN kinds)
     dropout: float = 0.5
+    frame_deltas: str = "off"            # video: off | where | all: append each frame's change since the last
+                                         # (of the attention map, or of the whole feature): motion
+    delta_gain: float = 1.0              # video: ... times this (lrcn.models.temporal.FrameDeltas)
 
 
 @dataclass

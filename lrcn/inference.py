@@ -10,7 +10,9 @@ import torch
 from lrcn.config import Config
 from lrcn.decoding import DecodeConfig, Hypothesis, generate
 from lrcn.models.decoders import CaptionDecoder, build_decoder
+from lrcn.errors import ConfigError
 from lrcn.models.encoders import build_encoder
+from lrcn.models.temporal import VIDEO_DECODERS, delta_dims
 from lrcn.run import Run
 from lrcn.text import Vocabulary
 
@@ -22,9 +24,15 @@ def build_models(config: Config, vocab_size: int, pretrained: bool | None = None
                             trainable_blocks=c.trainable_blocks, weights_path=c.weights_path,
                             image_size=c.image_size, crop=c.crop, attention_map=c.attention_map)
     d = config.decoder
-    layers = {"num_layers": d.num_layers} if d.num_layers is not None else {}
+    extra = {"num_layers": d.num_layers} if d.num_layers is not None else {}
+    if d.frame_deltas != "off":
+        if d.kind not in VIDEO_DECODERS:
+            raise ConfigError(f"decoder.frame_deltas={d.frame_deltas!r} needs a video decoder; "
+                              f"decoder.kind {d.kind!r} is an image decoder")
+        extra["delta_dims"] = delta_dims(d.frame_deltas, encoder.out_dim, c.attention_map)
+        extra["delta_gain"] = d.delta_gain
     decoder = build_decoder(d.kind, vocab_size, encoder.out_dim, embed_dim=d.embed_dim, hidden_dim=d.hidden_dim,
-                            dropout=d.dropout, **layers)
+                            dropout=d.dropout, **extra)
     return encoder, decoder
 
 

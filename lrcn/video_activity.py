@@ -3,8 +3,8 @@ video dataset whose split JSON entries carry a class ``label`` (the shapes-video
 
 The config is an ordinary lrcn config; the keys used are ``data.*`` (split JSON, frame sampling),
 ``encoder.*`` (the frozen frame CNN; per-frame features are cached in the feature store and shared
-with video captioning runs on the same data), ``decoder.hidden_dim`` / ``decoder.dropout`` (the
-activity LSTM), ``train.epochs / batch_size / lr / weight_decay / seed / device``, and
+with video captioning runs on the same data), ``decoder.hidden_dim`` / ``dropout`` / ``frame_deltas``
+(the activity LSTM), ``train.epochs / batch_size / lr / weight_decay / seed / device``, and
 ``train.runs_dir`` / ``name`` for the output folder::
 
     runs/NAME/
@@ -27,6 +27,7 @@ from lrcn.data.loaders import feature_dir, load_samples, split
 from lrcn.data.records import Sample
 from lrcn.data.video import cached_video_features
 from lrcn.models.encoders import build_encoder
+from lrcn.models.temporal import delta_dims
 from lrcn.run import resolve_device
 
 
@@ -67,10 +68,11 @@ def train_activity_run(config: Config, progress: bool = True) -> tuple[Path, Act
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, out_dir / "config.yaml")
     t = config.train
+    deltas = delta_dims(config.decoder.frame_deltas, parts["train"][0].shape[-1], config.encoder.attention_map)
     result = run_activity(data["train"], data.get("val"), data["test"], classes, out_dir,
                           hidden_dim=config.decoder.hidden_dim, dropout=config.decoder.dropout, epochs=t.epochs,
                           batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay, seed=t.seed, device=device,
-                          progress=progress)
+                          delta_dims=deltas, delta_gain=config.decoder.delta_gain, progress=progress)
     return out_dir, result
 
 

@@ -89,10 +89,11 @@ def test_run_activity_writes_a_loadable_run(tmp_path):
     flat = lambda x: nn.functional.avg_pool2d(x.flatten(0, 1), 2).flatten(1).view(len(x), T, -1)
     data = [moving_squares(n, seed) for n, seed in ((64, 6), (16, 7), (32, 8))]
     train, val, test = [(flat(x), y) for x, y in data]
-    result = run_activity(train, val, test, CLASSES, tmp_path, hidden_dim=16, dropout=0.1, epochs=3, progress=False)
+    result = run_activity(train, val, test, CLASSES, tmp_path, hidden_dim=16, dropout=0.1, epochs=3, delta_dims=5, delta_gain=3.0,
+                          progress=False)
     assert {"activity.pt", "confusion_test.png", "activity_test.json", "tb"} <= {p.name for p in tmp_path.iterdir()}
     model, names = load_activity(tmp_path / "activity.pt")
-    assert names == CLASSES
+    assert names == CLASSES and (model.deltas.dims, model.deltas.gain) == (5, 3.0)
     predictions, _ = predict_activity(model, test[0])
     assert predictions.tolist() == result.predictions
 

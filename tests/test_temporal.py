@@ -7,7 +7,9 @@ from conftest import assert_step_interface, overfit_and_replay
 from lrcn.decoding import DecodeConfig, generate
 from lrcn.errors import ConfigError
 from lrcn.models.decoders import DECODERS, build_decoder
-from lrcn.models.temporal import S2VT, VIDEO_DECODERS, VideoCaptioner, build_temporal
+from lrcn.config import Config
+from lrcn.inference import build_models
+from lrcn.models.temporal import S2VT, VIDEO_DECODERS, FrameDeltas, VideoCaptioner, build_temporal, delta_dims
 
 V, D, T = 23, 12, 5
 START, END = 1, 2
@@ -51,6 +53,46 @@ def test_frame_order_matters_to_recurrent_encoders_only():
     torch.testing.assert_close(mean(frames, words), mean(frames[:, reverse], words))
     for model in (lstm, s2vt):
         assert not torch.allclose(model(frames, words), model(frames[:, reverse], words), atol=1e-4)
+
+
+def test_frame_deltas_append_the_change_of_the_last_features_since_the_previous_frame():
+    frames = torch.tensor([[[1., 10., 100.], [2., 30., 90.], [4., 60., 50.]]])      # [1, T=3, D=3]
+    torch.testing.assert_close(FrameDeltas(2)(frames), torch.tensor(
+        [[[1., 10., 100., 0., 0.], [2., 30., 90., 20., -10.], [4., 60., 50., 30., -40.]]]))
+    torch.testing.assert_close(FrameDeltas(3)(frames)[..., 3:], torch.tensor([[[0., 0., 0.], [1., 20., -10.], [2., 30., -40.]]]))
+    torch.testing.assert_close(FrameDeltas(2, gain=10.0)(frames)[..., 3:], torch.tensor([[[0., 0.], [200., -100.], [300., -400.]]]))
+    assert FrameDeltas(0)(frames) is frames
+    assert FrameDeltas(2)(frames[:, :1]).tolist() == [[[1., 10., 100., 0., 0.]]]      # one frame: no motion
+    assert [delta_dims(k, 1344, 8) for k in ("off", "where", "all")] == [0, 64, 1344]
+    with pytest.raises(ConfigError, match="encoder.attention_map is 0"):
+        delta_dims("where", 1280, 0)
+    with pytest.raises(ConfigError, match="off, where, all"):
+        delta_dims("flow", 1280, 8)
+
+
+@pytest.mark.parametrize("kind", ["s2vt", "mean+show_and_tell", "bilstm+lrcn_2f"])
+def test_frame_deltas_let_every_video_decoder_see_the_order(kind):
+    """With deltas even mean pooling tells a clip from its reverse; inputs stay [B, T, D]."""
+    torch.manual_seed(1)
+    frames, reverse = torch.randn(2, T, D), torch.arange(T - 1, -1, -1)
+    words = torch.randint(0, V, (2, 4))
+    model = make(kind, delta_dims=4).eval()
+    assert model.feature_dim == D
+    assert not torch.allclose(model(frames, words), model(frames[:, reverse], words), atol=1e-4)
+    assert_step_interface(model, torch.randn(4, T, D), torch.randint(0, V, (4, 7)))
+    assert overfit_and_replay(make(kind, delta_dims=4, dropout=0.0), *_tiny_task()) < 0.02
+
+
+def test_frame_deltas_in_the_config():
+    config = Config()
+    config.encoder.pretrained, config.encoder.image_size, config.encoder.attention_map = False, 64, 8
+    config.decoder.kind, config.decoder.frame_deltas, config.decoder.delta_gain = "s2vt", "where", 10.0
+    _, decoder = build_models(config, V)
+    assert decoder.deltas.dims == 64 and decoder.deltas.gain == 10.0
+    assert decoder.frame_embed.in_features == decoder.feature_dim + 64
+    config.decoder.kind = "show_and_tell"
+    with pytest.raises(ConfigError, match="needs a video decoder"):
+        build_models(config, V)
 
 
 @pytest.mark.parametrize("kind", sorted(VIDEO_DECODERS))

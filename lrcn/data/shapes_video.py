@@ -13,6 +13,7 @@ shuffled frames cannot tell them apart; only the order of the frames can.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -129,6 +130,16 @@ def describe_clip(objects: Sequence[MovingObject]) -> list[str]:
             f"{subject(b)} {w[0]} while {subject(a)} {v[0]}",
             f"the {subject(a, False)} {v[2]} and the {subject(b, False)} {w[2]}",
             f"{subject(a)} is {v[3]} while {subject(b)} is {w[3]}"]
+
+
+_MOTION_PHRASES = {phrase: label for label, phrases in VERBS.items() for phrase in phrases}
+_MOTION_RE = re.compile(r"\b(" + "|".join(map(re.escape, sorted(_MOTION_PHRASES, key=len, reverse=True))) + r")\b")
+
+
+def named_motions(caption: str) -> list[str]:
+    """The labels of the motion phrases in ``caption``, in order: "a red square moves left while a
+    blue circle spins" -> ["moving left", "rotating"]. Scores whether a captioner names motions."""
+    return [_MOTION_PHRASES[m] for m in _MOTION_RE.findall(caption.lower())]
 
 
 def _sample_motion(rng: np.random.Generator, role: str, motion: str, colour: str, s: int) -> MovingObject:

@@ -15,6 +15,10 @@ Video decoders (``VIDEO_DECODERS``; ``lrcn.models.decoders.build_decoder`` knows
   ``init_state``; the words are then decoded by that image decoder unchanged.
 * ``s2vt``: :class:`S2VT` (Venugopalan et al. 2015b, "Sequence to Sequence - Video to Text").
 
+``delta_dims=k`` and ``delta_gain`` (config ``decoder.frame_deltas`` and ``delta_gain``) put :class:`FrameDeltas`
+in front of either: each frame's features are followed by the change of their last k values since
+the previous frame, a cheap motion signal in the spirit of LRCN's optical-flow input.
+
 Both take features [B, T, D] (an image's [B, D] counts as a one-frame clip) and offer the step
 interface of :class:`lrcn.models.decoders.CaptionDecoder`, so every strategy in
 ``lrcn.decoding`` (greedy, beam, diverse beam, sampling) decodes them unchanged.
@@ -34,6 +38,48 @@ from lrcn.models.decoders import DECODERS, CaptionDecoder, State, _lstm_input, _
 def _frames(features: Tensor) -> Tensor:
     """[B, T, D] as is; an image's [B, D] as a one-frame clip [B, 1, D]."""
     return features[:, None] if features.dim() == 2 else features
+
+
+# ----------------------------------------------------------------------------- motion
+
+class FrameDeltas(nn.Module):
+    """frames [B, T, D] -> [B, T, D + k]: each frame, then gain * (x_t[-k:] - x_{t-1}[-k:]) (zeros at t = 0).
+
+    With ``encoder.attention_map`` the last A*A features are the frame's spatial attention map, and
+    their change says where things went: a linear layer reads "moved left" from it, where an LSTM
+    would have to learn to compare positions across steps. Motion is small next to appearance
+    (on shapes-video the deltas' norm is about 0.2 of the pooled features'), and under Adam an input
+    block's effective learning rate grows with its scale, hence ``gain``. ``k = 0`` passes the
+    frames unchanged.
+    """
+
+    def __init__(self, dims: int = 0, gain: float = 1.0):
+        super().__init__()
+        self.dims, self.gain = dims, gain
+
+    def forward(self, frames: Tensor) -> Tensor:
+        if not self.dims:
+            return frames
+        tail = frames[..., -self.dims:]                                            # [B, T, k]
+        before = torch.cat([tail[:, :1], tail[:, :-1]], dim=1)                     # x_{t-1}, x_0 at t = 0
+        return torch.cat([frames, self.gain * (tail - before)], dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"dims={self.dims}, gain={self.gain}"
+
+
+FRAME_DELTAS = ("off", "where", "all")
+
+
+def delta_dims(frame_deltas: str, feature_dim: int, attention_map: int = 0) -> int:
+    """How many trailing features ``decoder.frame_deltas`` differences: none (``off``), the
+    attention map (``where``, needs ``encoder.attention_map``) or the whole feature (``all``)."""
+    if frame_deltas not in FRAME_DELTAS:
+        raise ConfigError(f"decoder.frame_deltas={frame_deltas!r}: choose one of {', '.join(FRAME_DELTAS)}")
+    if frame_deltas == "where" and not attention_map:
+        raise ConfigError("decoder.frame_deltas=where differences the attention map, but encoder.attention_map "
+                          "is 0; set encoder.attention_map (e.g. 8) or use frame_deltas=all")
+    return {"off": 0, "where": attention_map ** 2, "all": feature_dim}[frame_deltas]
 
 
 # ----------------------------------------------------------------------------- temporal encoders
@@ -89,14 +135,15 @@ class VideoCaptioner(CaptionDecoder):
     """A temporal encoder whose clip vector sets up an image decoder (``init_state``); the image
     decoder then produces the words. State and steps are the image decoder's own."""
 
-    def __init__(self, temporal: nn.Module, decoder: CaptionDecoder):
+    def __init__(self, temporal: nn.Module, decoder: CaptionDecoder, deltas: FrameDeltas | None = None):
         nn.Module.__init__(self)   # the image decoder holds the embedding and output layers
+        self.deltas = deltas or FrameDeltas(0)
         self.temporal, self.decoder = temporal, decoder
-        self.vocab_size, self.feature_dim = decoder.vocab_size, temporal.feature_dim
+        self.vocab_size, self.feature_dim = decoder.vocab_size, temporal.feature_dim - self.deltas.dims
 
     def init_state(self, features: Tensor) -> State:
         """features [B, T, D] -> the image decoder's state for the clip vector."""
-        clip, _ = self.temporal(_frames(features))
+        clip, _ = self.temporal(self.deltas(_frames(features)))
         return self.decoder.init_state(clip)
 
     def step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
@@ -118,21 +165,22 @@ class S2VT(CaptionDecoder):
     previous word; the bottom LSTM's output predicts the next word. No loss falls on the
     encoding steps. State: (h, c) of the top LSTM, then of the bottom one, each [B, 1, H].
     ``num_layers`` is there for a uniform constructor: S2VT always stacks two LSTMs (1, the
-    config default, or 2 are accepted).
+    config default, or 2 are accepted). ``delta_dims``: see :class:`FrameDeltas`.
     """
 
     def __init__(self, vocab_size: int, feature_dim: int, embed_dim: int = 512, hidden_dim: int = 512,
-                 num_layers: int = 2, dropout: float = 0.5):
+                 num_layers: int = 2, dropout: float = 0.5, delta_dims: int = 0, delta_gain: float = 1.0):
         super().__init__(vocab_size, feature_dim, embed_dim, hidden_dim, dropout)
         if num_layers not in (1, 2):
             raise ConfigError(f"decoder.num_layers={num_layers}: S2VT is a stack of exactly two LSTMs; use 2")
         self.embed_dim = embed_dim
-        self.frame_embed = nn.Linear(feature_dim, embed_dim)
+        self.deltas = FrameDeltas(delta_dims, delta_gain)
+        self.frame_embed = nn.Linear(feature_dim + delta_dims, embed_dim)
         self.top = nn.LSTM(embed_dim, hidden_dim, batch_first=True)                 # frames
         self.bottom = nn.LSTM(hidden_dim + embed_dim, hidden_dim, batch_first=True)  # top's output + word
 
     def init_state(self, features: Tensor) -> State:
-        frames = _frames(features)
+        frames = self.deltas(_frames(features))                            # [B, T, D (+ k)]
         x = self.dropout(self.frame_embed(frames))                         # [B, T, E]
         y, (h1, c1) = self.top(x)                                          # y [B, T, H]
         pad = x.new_zeros(*x.shape[:2], self.embed_dim)                   # no word yet
@@ -148,11 +196,12 @@ class S2VT(CaptionDecoder):
 
 
 def _video_captioner(temporal: str, decoder: str, vocab_size: int, feature_dim: int, *,
-                     hidden_dim: int = 512, dropout: float = 0.5, **kwargs) -> VideoCaptioner:
-    """``temporal`` over frame features, then the image decoder ``decoder`` on the clip vector."""
-    encoder = build_temporal(temporal, feature_dim, hidden_dim, dropout)
+                     hidden_dim: int = 512, dropout: float = 0.5, delta_dims: int = 0, delta_gain: float = 1.0,
+                     **kwargs) -> VideoCaptioner:
+    """``temporal`` over frame features (and their deltas), then the image decoder ``decoder`` on the clip vector."""
+    encoder = build_temporal(temporal, feature_dim + delta_dims, hidden_dim, dropout)
     return VideoCaptioner(encoder, DECODERS[decoder](vocab_size, encoder.out_dim, hidden_dim=hidden_dim,
-                                                     dropout=dropout, **kwargs))
+                                                     dropout=dropout, **kwargs), FrameDeltas(delta_dims, delta_gain))
 
 
 VIDEO_DECODERS = {
