@@ -121,9 +121,12 @@ def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: st
               f"{len(result['skipped'])} skipped)")
     if json_out:
         write_json(json_out, result)
-    if not out_dir and not json_out:
+    if not out_dir and not json_out:       # path<TAB>caption; with --n-best N > 1 path<TAB>rank<TAB>score<TAB>caption
         for path, entry in result["captions"].items():
-            print(f"{path}\t{entry['caption']}")
+            if len(entry["nbest"]) == 1:
+                print(f"{path}\t{entry['caption']}")
+            for rank, h in enumerate(entry["nbest"] if len(entry["nbest"]) > 1 else [], 1):
+                print(f"{path}\t{rank}\t{h['score']:.4f}\t{h['caption']}")
     for path, reason in result["skipped"].items():
         print(f"skipped {path}: {reason}", file=sys.stderr)
     return result

@@ -76,6 +76,17 @@ def test_caption_a_folder_with_a_broken_file(trained_run, tiny_shapes, tmp_path,
     assert (out / "captions.json").read_text() == before
 
 
+def test_caption_to_stdout_lists_the_n_best(trained_run, tiny_shapes, capsys):
+    image = sorted((tiny_shapes.parent / "images").glob("*.png"))[0]
+    assert main(["-q", "caption", str(trained_run), str(image), "--beam", "3", "--n-best", "3"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [(r[0], r[1]) for r in rows] == [(str(image), "1"), (str(image), "2"), (str(image), "3")]
+    scores = [float(r[2]) for r in rows]
+    assert scores == sorted(scores, reverse=True) and len({r[3] for r in rows}) == 3
+    assert main(["-q", "caption", str(trained_run), str(image), "--beam", "3"]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{image}\t{rows[0][3]}"]
+
+
 def test_resume_after_interruption_ends_with_identical_weights(tiny_shapes, tmp_path, monkeypatch):
     overrides = tiny_overrides(tiny_shapes, tmp_path, **{"train.epochs": 3, "train.checkpoint_every": 2,
                                                           "decoder.dropout": 0.3})

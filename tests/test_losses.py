@@ -253,13 +253,18 @@ def test_scst_identical_rewards_give_zero_loss(baseline):
     assert (decoder.table.grad == 0).all()
 
 
+def scst_on(refs: list[list[str]]) -> tuple[SelfCritical, Vocabulary]:
+    """An SCST loss whose training references are ``refs`` (one list per image), and its vocabulary."""
+    train = [Sample(id=f"s{i}", path=f"s{i}.png", split="train", captions=r) for i, r in enumerate(refs)]
+    vocab = Vocabulary.build([c for r in refs for c in r])
+    return SelfCritical(scst_config(), vocab, train), vocab
+
+
 def test_scst_rewards_are_cider_d_against_the_training_references():
     refs = [["A dog runs.", "a dog runs on the grass", "the dog is running"],
             ["A cat sleeps", "a cat is asleep", "the cat sleeps on a bed"],
             ["Two men walk", "men walking in a street", "two people walk"]]
-    train = [Sample(id=f"s{i}", path=f"s{i}.png", split="train", captions=r) for i, r in enumerate(refs)]
-    vocab = Vocabulary.build([c for r in refs for c in r])
-    loss = SelfCritical(scst_config(), vocab, train)
+    loss, vocab = scst_on(refs)
     captions = ["a dog runs", "a cat sleeps on a bed", "a dog runs", "men walk"]
     rows = [0, 1, 1, 2]
     ids = [vocab.encode(c) for c in captions]
@@ -279,9 +284,7 @@ def test_scst_rewards_count_the_end_of_a_caption():
     refs = [["a dog runs on the grass", "a dog runs on grass", "the dog runs on the grass"],
             ["a cat sleeps", "a cat is asleep on a bed", "the cat sleeps"],
             ["two men walk", "men walking in a street", "two people walk"]]
-    train = [Sample(id=f"s{i}", path=f"s{i}.png", split="train", captions=r) for i, r in enumerate(refs)]
-    vocab = Vocabulary.build([c for r in refs for c in r])
-    loss = SelfCritical(scst_config(), vocab, train)
+    loss, vocab = scst_on(refs)
     ids = [vocab.encode("a dog runs on the grass"), vocab.encode("a dog runs on the")]
     tokens = torch.tensor([ids[0], ids[1] + [vocab.end]])
     complete, cut = loss.rewards([0, 0], tokens, torch.tensor([6, 5])).tolist()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import file_digests
 from lrcn.data.records import read_karpathy
 from lrcn.data.shapes import COLOURS, SHAPES, Group, describe, generate_shapes, groups_of, sample_scene
 from lrcn.errors import ConfigError
@@ -28,11 +29,6 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def samples(dataset):
     return read_karpathy(dataset)
-
-
-def file_digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_describe_exact_paraphrases():

@@ -15,7 +15,8 @@ from conftest import file_digests
 from lrcn.data.records import read_karpathy
 from lrcn.data.shapes import COLOURS
 from lrcn.data.shapes_video import (LABELS, SHAPES, SYMMETRY_DEGREES, MovingObject, describe_clip,
-                                    generate_shapes_video, render_clip, reverse_clip, sample_clip, swept_box)
+                                    generate_shapes_video, named_motions, render_clip, reverse_clip, sample_clip,
+                                    swept_box)
 from lrcn.errors import ConfigError
 from lrcn.text import tokenize
 
@@ -171,6 +172,7 @@ def test_captions_agree_with_meta_motion(samples):
             if m.group(4):
                 named.append((m.group(4), m.group(5), motion_in(m.group(6))))
             assert sorted(named) == sorted((o["colour"], o["shape"], o["motion"]) for o in objects), caption
+            assert named_motions(caption) == [motion for _, _, motion in named], caption
         for o in objects:  # the stored tracks do what the label says
             (x0, y0), (x1, y1) = o["centre"][0], o["centre"][-1]
             side = np.array(o["side"])
