@@ -9,8 +9,8 @@ import torch
 
 from lrcn.config import Config
 from lrcn.decoding import DecodeConfig, Hypothesis, generate
-from lrcn.models.decoders import CaptionDecoder, build_decoder
 from lrcn.errors import ConfigError
+from lrcn.models.decoders import CaptionDecoder, build_decoder
 from lrcn.models.encoders import build_encoder
 from lrcn.models.temporal import VIDEO_DECODERS, delta_dims
 from lrcn.run import Run

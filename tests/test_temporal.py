@@ -68,6 +68,9 @@ def test_frame_deltas_append_the_change_of_the_last_features_since_the_previous_
         delta_dims("where", 1280, 0)
     with pytest.raises(ConfigError, match="off, where, all"):
         delta_dims("flow", 1280, 8)
+    for gain in (0.0, -1.0, float("nan"), "10"):
+        with pytest.raises(ConfigError, match="delta_gain"):
+            FrameDeltas(4, gain)
 
 
 @pytest.mark.parametrize("kind", ["s2vt", "mean+show_and_tell", "bilstm+lrcn_2f"])

@@ -15,9 +15,10 @@ Video decoders (``VIDEO_DECODERS``; ``lrcn.models.decoders.build_decoder`` knows
   ``init_state``; the words are then decoded by that image decoder unchanged.
 * ``s2vt``: :class:`S2VT` (Venugopalan et al. 2015b, "Sequence to Sequence - Video to Text").
 
-``delta_dims=k`` and ``delta_gain`` (config ``decoder.frame_deltas`` and ``delta_gain``) put :class:`FrameDeltas`
-in front of either: each frame's features are followed by the change of their last k values since
-the previous frame, a cheap motion signal in the spirit of LRCN's optical-flow input.
+``delta_dims=k`` and ``delta_gain`` (config ``decoder.frame_deltas`` and ``delta_gain``) put
+:class:`FrameDeltas` in front of either: each frame's features are followed by the change of
+their last k values since the previous frame, a cheap motion signal in the spirit of LRCN's
+optical-flow input.
 
 Both take features [B, T, D] (an image's [B, D] counts as a one-frame clip) and offer the step
 interface of :class:`lrcn.models.decoders.CaptionDecoder`, so every strategy in
@@ -26,6 +27,7 @@ interface of :class:`lrcn.models.decoders.CaptionDecoder`, so every strategy in
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import torch
@@ -55,7 +57,9 @@ class FrameDeltas(nn.Module):
 
     def __init__(self, dims: int = 0, gain: float = 1.0):
         super().__init__()
-        self.dims, self.gain = dims, gain
+        if not (isinstance(gain, (int, float)) and math.isfinite(gain) and gain > 0):
+            raise ConfigError(f"decoder.delta_gain={gain!r}: must be a positive number")
+        self.dims, self.gain = dims, float(gain)
 
     def forward(self, frames: Tensor) -> Tensor:
         if not self.dims:
