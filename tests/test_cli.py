@@ -119,10 +119,12 @@ def test_resume_after_interruption_ends_with_identical_weights(tiny_shapes, tmp_
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_user_errors_are_one_line_without_traceback(tiny_shapes, tmp_path, capsys):
+def test_user_errors_are_one_line_without_traceback(tiny_shapes, tmp_path, capsys, monkeypatch):
     assert main(["train", DEMO, "--set", "train.epochz=3"]) == 2
     assert "unknown config key 'train.epochz'" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
     assert main(["train", DEMO, "--set", f"data.split_json={tmp_path / 'none.json'}"]) == 2
     assert "none.json does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()               # a refused run leaves no run folder behind
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "not an lrcn run folder" in capsys.readouterr().err

@@ -73,14 +73,14 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
     if resume is not None:
         run = Run.open(resume)
         config = run.config()
-    else:
+    samples = load_samples(config)               # bad annotations fail before a run folder is made
+    if resume is None:
         run = Run.create(config) if dist.main else Run(Path(config.train.runs_dir) / config.name)
     dist.barrier()
     t = config.train
     torch.manual_seed(t.seed)
     progress = progress and dist.main
 
-    samples = load_samples(config)
     train_samples, val_samples = split(samples, "train"), split(samples, "val")
     if t.val_max_images:
         val_samples = val_samples[: t.val_max_images]
