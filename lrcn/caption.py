@@ -125,8 +125,9 @@ def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: st
         for path, entry in result["captions"].items():
             if len(entry["nbest"]) == 1:
                 print(f"{path}\t{entry['caption']}")
-            for rank, h in enumerate(entry["nbest"] if len(entry["nbest"]) > 1 else [], 1):
-                print(f"{path}\t{rank}\t{h['score']:.4f}\t{h['caption']}")
+            else:
+                for rank, h in enumerate(entry["nbest"], 1):
+                    print(f"{path}\t{rank}\t{h['score']:.4f}\t{h['caption']}")
     for path, reason in result["skipped"].items():
         print(f"skipped {path}: {reason}", file=sys.stderr)
     return result

@@ -11,28 +11,40 @@ from lrcn.config import Config
 from lrcn.decoding import DecodeConfig, Hypothesis, generate
 from lrcn.errors import ConfigError
 from lrcn.models.decoders import CaptionDecoder, build_decoder
-from lrcn.models.encoders import build_encoder
+from lrcn.models.encoders import ImageEncoder, build_encoder
 from lrcn.models.temporal import VIDEO_DECODERS, delta_dims
 from lrcn.run import Run
 from lrcn.text import Vocabulary
 
 
+def config_encoder(config: Config, pretrained: bool | None = None) -> ImageEncoder:
+    """The encoder of ``config`` (frozen or partly trainable); its ``key`` names the feature stores."""
+    c = config.encoder
+    return build_encoder(c.name, pretrained=c.pretrained if pretrained is None else pretrained,
+                         trainable_blocks=c.trainable_blocks, weights_path=c.weights_path,
+                         image_size=c.image_size, crop=c.crop, attention_map=c.attention_map)
+
+
+def frame_delta_args(config: Config, feature_dim: int) -> dict[str, Any]:
+    """``delta_dims`` / ``delta_gain`` for a video model on features of ``feature_dim``, per
+    ``decoder.frame_deltas`` (none when it is ``off``)."""
+    d = config.decoder
+    if d.frame_deltas == "off":
+        return {}
+    return {"delta_dims": delta_dims(d.frame_deltas, feature_dim, config.encoder.attention_map),
+            "delta_gain": d.delta_gain}
+
+
 def build_models(config: Config, vocab_size: int, pretrained: bool | None = None):
     """The encoder (frozen or partly trainable, per config) and a fresh decoder."""
-    c = config.encoder
-    encoder = build_encoder(c.name, pretrained=c.pretrained if pretrained is None else pretrained,
-                            trainable_blocks=c.trainable_blocks, weights_path=c.weights_path,
-                            image_size=c.image_size, crop=c.crop, attention_map=c.attention_map)
+    encoder = config_encoder(config, pretrained)
     d = config.decoder
-    extra = {"num_layers": d.num_layers} if d.num_layers is not None else {}
-    if d.frame_deltas != "off":
-        if d.kind not in VIDEO_DECODERS:
-            raise ConfigError(f"decoder.frame_deltas={d.frame_deltas!r} needs a video decoder; "
-                              f"decoder.kind {d.kind!r} is an image decoder")
-        extra["delta_dims"] = delta_dims(d.frame_deltas, encoder.out_dim, c.attention_map)
-        extra["delta_gain"] = d.delta_gain
+    if d.frame_deltas != "off" and d.kind not in VIDEO_DECODERS:
+        raise ConfigError(f"decoder.frame_deltas={d.frame_deltas!r} needs a video decoder; "
+                          f"decoder.kind {d.kind!r} is an image decoder")
+    layers = {"num_layers": d.num_layers} if d.num_layers is not None else {}
     decoder = build_decoder(d.kind, vocab_size, encoder.out_dim, embed_dim=d.embed_dim, hidden_dim=d.hidden_dim,
-                            dropout=d.dropout, **extra)
+                            dropout=d.dropout, **layers, **frame_delta_args(config, encoder.out_dim))
     return encoder, decoder
 
 

@@ -26,16 +26,8 @@ from lrcn.config import Config, save_config
 from lrcn.data.loaders import feature_dir, load_samples, split
 from lrcn.data.records import Sample
 from lrcn.data.video import cached_video_features
-from lrcn.models.encoders import build_encoder
-from lrcn.models.temporal import delta_dims
+from lrcn.inference import config_encoder, frame_delta_args
 from lrcn.run import resolve_device
-
-
-def frame_encoder(config: Config):
-    """The config's frozen frame encoder (as ``lrcn train`` builds it, so feature stores are shared)."""
-    c = config.encoder
-    return build_encoder(c.name, pretrained=c.pretrained, weights_path=c.weights_path, image_size=c.image_size,
-                         crop=c.crop, attention_map=c.attention_map)
 
 
 def split_features(config: Config, samples: list[Sample], encoder, device: torch.device | str = "cpu",
@@ -57,7 +49,7 @@ def train_activity_run(config: Config, progress: bool = True) -> tuple[Path, Act
     device = resolve_device(config.train.device)
     samples = load_samples(config)
     labels_from_samples(samples)                    # every clip labelled, before any extraction
-    encoder = frame_encoder(config)
+    encoder = config_encoder(config)                # as `lrcn train` builds it: the feature stores are shared
     parts: dict[str, tuple[torch.Tensor, list[Sample]]] = {}
     for name in ("train", "val", "test"):
         if name == "val" and not any(s.split == "val" for s in samples):
@@ -68,11 +60,10 @@ def train_activity_run(config: Config, progress: bool = True) -> tuple[Path, Act
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, out_dir / "config.yaml")
     t = config.train
-    deltas = delta_dims(config.decoder.frame_deltas, parts["train"][0].shape[-1], config.encoder.attention_map)
     result = run_activity(data["train"], data.get("val"), data["test"], classes, out_dir,
                           hidden_dim=config.decoder.hidden_dim, dropout=config.decoder.dropout, epochs=t.epochs,
                           batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay, seed=t.seed, device=device,
-                          delta_dims=deltas, delta_gain=config.decoder.delta_gain, progress=progress)
+                          progress=progress, **frame_delta_args(config, parts["train"][0].shape[-1]))
     return out_dir, result
 
 

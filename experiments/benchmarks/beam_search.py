@@ -180,16 +180,16 @@ def main() -> None:
                 ref_time += time.perf_counter() - start
                 ref_cpu += time.process_time() - cpu
 
+    def pairs(nbest) -> list[tuple[list[int], float]]:
+        return [(h.tokens, h.log_prob) for h in nbest]
+
     def differ(mine, ref) -> bool:
-        """Whether two n-best lists differ in a caption or a log-prob (by more than 1e-4)."""
-        return ([h.tokens for h in mine] != [h.tokens for h in ref]
-                or any(abs(h.log_prob - r.log_prob) > 1e-4 for h, r in zip(mine, ref)))
+        """Whether two n-best lists of (tokens, log-prob) differ in a caption or a log-prob (by more than 1e-4)."""
+        return ([w for w, _ in mine] != [w for w, _ in ref]
+                or any(abs(a - b) > 1e-4 for (_, a), (_, b) in zip(mine, ref)))
 
     hyps = to_hypotheses(out)
-    mismatches = sum(
-        [h.tokens for h in mine] != [w for w, _ in ref]
-        or any(abs(h.log_prob - lp) > 1e-4 for h, (_, lp) in zip(mine, ref))
-        for mine, ref in zip(hyps, reference))
+    mismatches = sum(differ(pairs(mine), ref) for mine, ref in zip(hyps, reference))
     lengths = [len(h[0].tokens) for h in hyps]
     print(f"load average before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
           f"({os.cpu_count()} CPUs; other processes slow the many small ops of the reference most)")
@@ -199,7 +199,8 @@ def main() -> None:
           f"{statistics.mean(h[0].log_prob for h in hyps):.2f}; {len(rows)} steps, "
           f"{sum(rows)} row-steps (B*k*T would be {args.images * args.beam * len(rows)})")
     print(f"mismatches (captions or scores differ): {mismatches} of {args.images}; our decode with the "
-          f"nn.LSTM step differs from it for {sum(map(differ, hyps, to_hypotheses(lstm_out)))}")
+          f"nn.LSTM step differs from it for "
+          f"{sum(differ(pairs(a), pairs(b)) for a, b in zip(hyps, to_hypotheses(lstm_out)))}")
     print(f"per-image reference: {ref_time:8.2f} s  ({args.images / ref_time:7.1f} images/s)")
     median, proj = statistics.median(ours_times), statistics.median(proj_times)
     print(f"batched (ours):      {median:8.2f} s  ({args.images / median:7.1f} images/s; median of "

@@ -34,9 +34,9 @@ from lrcn.data.loaders import load_samples, split
 from lrcn.data.shapes_video import generate_shapes_video, named_motions
 from lrcn.data.video import sampling_name
 from lrcn.evaluate import evaluate
-from lrcn.inference import decode_config
+from lrcn.inference import config_encoder, decode_config
 from lrcn.train.loop import train
-from lrcn.video_activity import frame_encoder, split_features, train_activity_run
+from lrcn.video_activity import split_features, train_activity_run
 from lrcn.video_demo import ACTIVITY_DEMO_CONFIG, VIDEO_DEMO_CONFIG
 
 SPLITS = ("train", "val", "test")
@@ -45,7 +45,7 @@ SPLITS = ("train", "val", "test")
 def write_shuffled_stores(config: Config, target: Path, seed: int) -> None:
     """Per-split feature stores under ``target`` holding the config's (ordered) frame features with
     each clip's frames permuted; named as the pipeline names them, so training reads them as cached."""
-    encoder = frame_encoder(config)
+    encoder = config_encoder(config)
     samples = load_samples(config)
     T = config.data.num_frames
     name = f"{encoder.key}-{sampling_name(T, config.data.frame_sampling, config.data.fps)}"
