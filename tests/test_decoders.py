@@ -96,3 +96,19 @@ def test_weights_made_in_inference_mode_step_without_a_table():
 def test_unknown_kind_is_named():
     with pytest.raises(ConfigError, match="'transformer' is unknown"):
         build_decoder("transformer", V, D)
+
+
+def test_step_log_softmax_in_place_is_bit_for_bit_log_softmax():
+    """At inference the step normalises the fresh logits in their own memory (on the CPU)."""
+    from lrcn.models.decoders import _log_softmax_
+
+    g = torch.Generator().manual_seed(0)
+    for shape in [(1, 5), (7, 13), (300, 10_001), (2, 100_003)]:
+        logits = torch.randn(shape, generator=g) * 30
+        expected = F.log_softmax(logits, dim=-1)
+        result = _log_softmax_(logits)
+        assert torch.equal(result, expected)
+        assert result.data_ptr() == logits.data_ptr()
+    strided = torch.randn(20, 6, generator=g)[:, ::2]             # not contiguous: a fresh result
+    expected = F.log_softmax(strided, dim=-1)
+    assert torch.equal(_log_softmax_(strided), expected) and torch.equal(strided.log_softmax(-1), expected)

@@ -261,14 +261,49 @@ def test_batched_equals_one_input_at_a_time(kind, config):
         assert_same(as_tuples(batched[i]), as_tuples(decode(model, [i], max_len=10, **config)[0]))
 
 
-@pytest.mark.parametrize("length_penalty", ["none", "avg", "gnmt"])
-def test_early_stopping_does_not_change_the_result(length_penalty):
-    model = random_model("prefix", vocab=10, seed=4)
-    config = DecodeConfig(beam_size=4, n_best=3, max_len=12, length_penalty=length_penalty)
-    early = beam_search(model, torch.arange(4), config, **IDS)
-    full = beam_search(model, torch.arange(4), config, **IDS, early_stop=False)
-    for a, b in zip(early, full):
+class CountingRows:
+    """The step interface of ``model``, counting the rows of every step."""
+
+    def __init__(self, model):
+        self.model, self.rows = model, []
+
+    def init_state(self, features):
+        return self.model.init_state(features)
+
+    def step(self, words, state):
+        self.rows.append(len(words))
+        return self.model.step(words, state)
+
+    def reorder(self, state, index):
+        return self.model.reorder(state, index)
+
+
+@pytest.mark.parametrize("config", [
+    dict(length_penalty="none"), dict(length_penalty="avg"), dict(length_penalty="gnmt"),
+    dict(length_penalty="gnmt", alpha=-0.5), dict(n_best=1), dict(n_best=1, length_penalty="avg"),
+    dict(n_best=4, min_len=3, block_ngram=2), dict(n_best=2, groups=2, diversity_strength=0.0),
+    dict(n_best=2, groups=2, diversity_strength=2.0), dict(n_best=4, groups=4, diversity_strength=1.0),
+])
+@pytest.mark.parametrize("seed", [4, 5])
+def test_early_stopping_does_not_change_the_result(config, seed):
+    """Stepping only the beams that can still win (and dropping done inputs) gives exactly the
+    result of stepping all of them to max_len, on fewer rows; the first step runs one row per
+    input (all beams of a group start as one)."""
+    model = random_model("prefix", vocab=10, seed=seed, scale=3.0)
+    config = DecodeConfig(**{"beam_size": 4, "n_best": 3, "max_len": 12, **config})
+    search = diverse_beam_search if config.groups > 1 else beam_search
+    early, full = CountingRows(model), CountingRows(model)
+    for a, b in zip(search(early, torch.arange(8), config, **IDS),
+                    search(full, torch.arange(8), config, **IDS, early_stop=False), strict=True):
         torch.testing.assert_close(a, b)
+    assert early.rows[0] == full.rows[0] == 8 * config.groups
+    assert full.rows[1:] == [8 * 4] * config.max_len
+    if config.groups > 1 and config.diversity_strength > 0:
+        # hopeless beams still steer the later groups: only done inputs leave
+        assert sum(early.rows) <= sum(full.rows)
+    else:
+        # with no length penalty a beam is hopeless once its log-prob is below the worst kept caption's
+        assert sum(early.rows) < (0.8 if config.length_penalty == "none" else 1.0) * sum(full.rows)
 
 
 def test_early_stopping_waits_for_captions_whose_average_can_still_rise():
@@ -282,6 +317,20 @@ def test_early_stopping_waits_for_captions_whose_average_can_still_rise():
         out = beam_search(model, torch.tensor([0]), DecodeConfig(beam_size=2, max_len=8, length_penalty="avg"),
                           **IDS, early_stop=early_stop)
         assert to_hypotheses(out)[0][0].tokens == [c, d, e, f]
+
+
+def test_beams_that_run_out_of_words_end_the_search():
+    """Two words, each usable once (block_ngram=1), max_len 6: after two words every beam can
+    only end, so no beam is left to step; the search stops there, early or not, and the model
+    is never called with zero rows (FunctionModel cannot take them)."""
+    model = FunctionModel(lambda p: {4: .45, 5: .45, EOS: .02}, vocab=6)
+    config = DecodeConfig(beam_size=2, n_best=2, max_len=6, block_ngram=1)
+    for early_stop in (True, False):
+        counter = CountingRows(model)
+        hyps = to_hypotheses(beam_search(counter, torch.tensor([0]), config, **IDS, early_stop=early_stop))[0]
+        assert sorted(h.tokens for h in hyps) == [[4, 5], [5, 4]]
+        assert [h.log_prob for h in hyps] == pytest.approx([math.log(.45 * .45 * .02)] * 2)
+        assert counter.rows == [1, 2, 2]
 
 
 def test_n_best_lists_are_sorted_distinct_and_scored_consistently():

@@ -15,10 +15,15 @@ output weights x40 and the <end> bias +10 give ~1.5 nats of entropy on the first
 beam-5 captions of ~12 words (log-prob ~ -9); an untouched random decoder is nearly uniform over
 the vocabulary and never ends a caption.
 
-Both searches call the same ``model.step``, which at inference runs the decoder's
-``inference_step`` (LSTM cell by hand, word gates looked up in a [V, 4H] table built during the
-warm-up), so the speedup is the search's alone. For scale, our decode also runs with the plain
-nn.LSTM step (``forward_steps`` on one word, what ``step`` does in training).
+Each search runs with two steps, so the table separates the search from the step:
+
+* the *nn.LSTM step*, the step as tutorials write it (embedding, nn.LSTM on one word, linear,
+  log_softmax: the decoder's ``forward_steps`` on one word, what ``step`` does in training);
+* the *inference step*, what ``model.step`` runs at inference in lrcn (LSTM cell by hand, word
+  gates looked up in a [V, 4H] table built during the warm-up, log_softmax in place).
+
+The issue's comparison is our decode (batched, inference step) against the tutorial-style
+reference (per image, nn.LSTM step); the two same-step rows give the search's share alone.
 
 Also prints decoding throughput as a fraction of the output projection's throughput: the time
 of the matrix multiplies [rows, H] @ [H, V] alone, with the row counts our decode ran at each
@@ -112,10 +117,12 @@ class CountingSteps:
         return self.model.reorder(state, index)
 
 
-class LSTMSteps(CountingSteps):
-    """Steps with nn.LSTM (``forward_steps`` on one word) instead of the decoder's inference step."""
+class TutorialSteps(CountingSteps):
+    """The step as tutorials write it: embedding, nn.LSTM on one word, linear, log_softmax
+    (the decoder's ``forward_steps`` on one word) instead of its ``inference_step``."""
 
     def step(self, words, state):
+        self.rows.append(words.numel())
         logits, state = self.model.forward_steps(words[:, None], state)
         return F.log_softmax(logits[:, 0].float(), dim=-1), state
 
@@ -150,35 +157,36 @@ def main() -> None:
     features = torch.randn(args.images, args.feature_dim, generator=torch.Generator().manual_seed(1))
     config = DecodeConfig(beam_size=args.beam, n_best=args.n_best, max_len=args.max_len)
     ids = dict(bos=BOS, eos=EOS, unk=UNK)
+    steps = {"inference step": CountingSteps, "nn.LSTM step": TutorialSteps}
 
-    def ours(steps=CountingSteps):
-        counter = steps(model)
+    def timed(fn):
         start, cpu = time.perf_counter(), time.process_time()
-        out = beam_search(counter, features, config, **ids)
-        if steps is CountingSteps:
-            ours_cpu.append(time.process_time() - cpu)
-        return time.perf_counter() - start, out, counter.rows
+        out = fn()
+        return time.perf_counter() - start, time.process_time() - cpu, out
 
     with torch.inference_mode():
-        beam_search(model, features[:256], config, **ids)    # warm-up; builds the word-gate table
-        beam_search(LSTMSteps(model), features[:64], config, **ids)
-        reference_beam_search(model, features[:4], args.beam, args.n_best, args.max_len, config.min_len)
+        for kind in steps.values():                             # warm-up; builds the word-gate table
+            beam_search(kind(model), features[:256], config, **ids)
+            reference_beam_search(kind(model), features[:4], args.beam, args.n_best, args.max_len, config.min_len)
         # interleaved: our decode of all images, a slice of the reference, ours again, ... so that
         # load from other processes on this shared machine hits both alike
-        ours_times, ours_cpu, proj_times, ref_time, ref_cpu, reference = [], [], [], 0.0, 0.0, []
-        lstm_times = []
+        ours = {name: [] for name in steps}                     # (wall, CPU) of every run
+        reference = {name: [0.0, 0.0, []] for name in steps}    # wall, CPU, n-best lists
+        outputs, proj_times = {}, []
         for chunk in [*torch.arange(args.images).chunk(args.rounds), None]:
-            seconds, out, rows = ours()
-            ours_times.append(seconds)
-            proj_times.append(projection_time(model, rows))
-            seconds, lstm_out, _ = ours(LSTMSteps)
-            lstm_times.append(seconds)
-            if chunk is not None:
-                start, cpu = time.perf_counter(), time.process_time()
-                reference += reference_beam_search(model, features[chunk], args.beam, args.n_best,
-                                                   args.max_len, config.min_len)
-                ref_time += time.perf_counter() - start
-                ref_cpu += time.process_time() - cpu
+            for name, kind in steps.items():
+                counter = kind(model)
+                seconds, cpu, outputs[name] = timed(lambda: beam_search(counter, features, config, **ids))
+                ours[name].append((seconds, cpu))
+                if kind is CountingSteps:
+                    rows = counter.rows
+                    proj_times.append(projection_time(model, rows))
+                if chunk is not None:
+                    seconds, cpu, found = timed(lambda: reference_beam_search(
+                        kind(model), features[chunk], args.beam, args.n_best, args.max_len, config.min_len))
+                    reference[name][0] += seconds
+                    reference[name][1] += cpu
+                    reference[name][2] += found
 
     def pairs(nbest) -> list[tuple[list[int], float]]:
         return [(h.tokens, h.log_prob) for h in nbest]
@@ -188,8 +196,7 @@ def main() -> None:
         return ([w for w, _ in mine] != [w for w, _ in ref]
                 or any(abs(a - b) > 1e-4 for (_, a), (_, b) in zip(mine, ref)))
 
-    hyps = to_hypotheses(out)
-    mismatches = sum(differ(pairs(mine), ref) for mine, ref in zip(hyps, reference))
+    hyps = to_hypotheses(outputs["inference step"])
     lengths = [len(h[0].tokens) for h in hyps]
     print(f"load average before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
           f"({os.cpu_count()} CPUs; other processes slow the many small ops of the reference most)")
@@ -198,21 +205,26 @@ def main() -> None:
     print(f"captions: mean length {statistics.mean(lengths):.1f} words, mean log-prob "
           f"{statistics.mean(h[0].log_prob for h in hyps):.2f}; {len(rows)} steps, "
           f"{sum(rows)} row-steps (B*k*T would be {args.images * args.beam * len(rows)})")
-    print(f"mismatches (captions or scores differ): {mismatches} of {args.images}; our decode with the "
-          f"nn.LSTM step differs from it for "
-          f"{sum(differ(pairs(a), pairs(b)) for a, b in zip(hyps, to_hypotheses(lstm_out)))}")
-    print(f"per-image reference: {ref_time:8.2f} s  ({args.images / ref_time:7.1f} images/s)")
-    median, proj = statistics.median(ours_times), statistics.median(proj_times)
-    print(f"batched (ours):      {median:8.2f} s  ({args.images / median:7.1f} images/s; median of "
-          f"{len(ours_times)} runs, best {min(ours_times):.2f} s)")
-    lstm_median = statistics.median(lstm_times)
-    print(f"batched, nn.LSTM step: {lstm_median:6.2f} s  (median of {len(lstm_times)}; the inference "
-          f"step saves {1 - median / lstm_median:.0%})")
-    print(f"speedup: {ref_time / median:.1f}x wall-clock; CPU time (all threads) {ref_cpu:.1f} s vs "
-          f"{statistics.median(ours_cpu):.1f} s: {ref_cpu / statistics.median(ours_cpu):.1f}x")
+    for name in steps:
+        found = sum(differ(pairs(mine), ref) for mine, ref in zip(hyps, reference[name][2]))
+        same = sum(differ(pairs(a), pairs(b)) for a, b in zip(hyps, to_hypotheses(outputs[name])))
+        print(f"mismatches (captions or scores differ) of our decode against the per-image reference "
+              f"with the {name}: {found} of {args.images}; against our decode with the {name}: {same}")
+    median = {name: [statistics.median(x) for x in zip(*runs)] for name, runs in ours.items()}
+    print(f"{'':16s} {'per-image reference':>22s} {'batched (ours, median of ' + str(args.rounds + 1) + ')':>32s}"
+          f" {'speedup wall / CPU':>20s}")
+    for name in steps:
+        (ref_wall, ref_cpu, _), (wall, cpu) = reference[name], median[name]
+        print(f"{name:16s} {ref_wall:12.2f} s {ref_cpu:7.1f} CPU-s {wall:20.2f} s {cpu:7.1f} CPU-s "
+              f"{ref_wall / wall:11.1f}x / {ref_cpu / cpu:.1f}x")
+    (ref_wall, ref_cpu, _), (wall, cpu) = reference["nn.LSTM step"], median["inference step"]
+    print(f"speedup of our decode (batched, inference step) over the tutorial-style reference (per "
+          f"image, nn.LSTM step): {ref_wall / wall:.1f}x wall-clock, {ref_cpu / cpu:.1f}x CPU time")
+    proj = statistics.median(proj_times)
+    best = min(w for w, _ in ours["inference step"])
     print(f"output projection alone at the same row counts: {proj:.2f} s (median) -> decoding runs at "
-          f"{proj / median:.2f} of the projection matmul's throughput (best to best "
-          f"{min(proj_times) / min(ours_times):.2f})")
+          f"{proj / median['inference step'][0]:.2f} of the projection matmul's throughput (best to best "
+          f"{min(proj_times) / best:.2f})")
 
 
 if __name__ == "__main__":

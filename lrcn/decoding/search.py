@@ -433,26 +433,45 @@ def _device_of(model: Any, features: Any) -> torch.device:
 
 # ----------------------------------------------------------------------------- beam search
 
-def _select(cand: Tensor, eos: int, diversity: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _first_non_end(words: Tensor, eos: int, kg: int) -> Tensor:
+    """Positions of the kg first candidates that are not <end> (then of <end> ones, if too few)."""
+    width = words.size(-1)
+    rank = torch.arange(width, device=words.device)
+    return ((words == eos) * width + rank).topk(kg, dim=-1, largest=False).indices
+
+
+def _select(scores: Tensor, live: Tensor, beam_log_prob: Tensor, eos: int,
+            diversity: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Each group's 2*kg best extensions and, among them, the kg best that are not <end>.
 
-    cand: [B, G, kg, V] cumulative log-prob of every extension. Returns, in ranking order,
-    log-prob [B, G, 2kg], source beam [B, G, 2kg], word [B, G, 2kg] and keep [B, G, kg]
-    (positions of the kg best non-<end> candidates). With ``diversity`` > 0 the ranking of group g
-    subtracts ``diversity`` times the number of times the previous groups chose each word at this
-    step (Hamming diversity); the returned log-probs stay unpenalised."""
+    scores: [L, V] next-word log-probs of the live beams, which are rows ``live`` [L] of the
+    n*G*kg beams; beam_log_prob: [n, G, kg] (beams that are not live extend to -inf). Returns, in
+    ranking order, cumulative log-prob [n, G, 2kg], source beam [n, G, 2kg], word [n, G, 2kg] and
+    keep [n, G, kg] (positions of the kg best non-<end> candidates). With ``diversity`` > 0 the
+    ranking of group g subtracts ``diversity`` times the number of times the previous groups chose
+    each word at this step (Hamming diversity); the returned log-probs stay unpenalised."""
+    n, groups, kg = beam_log_prob.shape
+    width, vocab = 2 * kg, scores.size(1)
+    if groups > 1 and diversity > 0:
+        full = scores.new_full((n * groups * kg, vocab), NEG_INF).index_copy_(0, live, scores)
+        return _select_diverse(full.view(n, groups, kg, vocab).add_(beam_log_prob[..., None]), eos, diversity)
+    # a group's best extensions are among its beams' own best: rank each live beam's `per_beam`
+    # best words, then the group's kg * per_beam candidates (the [L, V] scores are read once)
+    per_beam = min(width, vocab)
+    row_top, row_word = scores.topk(per_beam, dim=-1)                  # [L, per_beam]
+    row_top += beam_log_prob.view(-1)[live, None]
+    top = row_top.new_full((n * groups * kg, per_beam), NEG_INF).index_copy_(0, live, row_top)
+    words = row_word.new_zeros(top.shape).index_copy_(0, live, row_word)
+    top, index = top.view(n, groups, kg * per_beam).topk(width, dim=-1)
+    words = words.view(n, groups, kg * per_beam).gather(-1, index)
+    return top, index // per_beam, words, _first_non_end(words, eos, kg)
+
+
+def _select_diverse(cand: Tensor, eos: int, diversity: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`_select` on cand [n, G, kg, V], the cumulative log-prob of every extension, groups
+    ranked one after the other."""
     batch, groups, kg, vocab = cand.shape
     width = 2 * kg
-    rank = torch.arange(width, device=cand.device)
-
-    def first_non_end(words: Tensor) -> Tensor:
-        return ((words == eos) * width + rank).topk(kg, dim=-1, largest=False).indices
-
-    if groups == 1 or diversity == 0:
-        top, index = cand.view(batch, groups, kg * vocab).topk(width, dim=-1)
-        words = index % vocab
-        return top, index // vocab, words, first_non_end(words)
-
     counts = cand.new_zeros(batch, vocab)            # times each word was chosen by earlier groups
     results = []
     for g in range(groups):
@@ -460,7 +479,7 @@ def _select(cand: Tensor, eos: int, diversity: float) -> tuple[Tensor, Tensor, T
         ranked = (cand[:, g] - diversity * counts[:, None, :]).view(batch, kg * vocab)
         index = ranked.topk(width, dim=-1).indices
         top, words = flat.gather(1, index), index % vocab
-        keep = first_non_end(words)
+        keep = _first_non_end(words, eos, kg)
         alive = (top.gather(1, keep) > NEG_INF).to(counts.dtype)      # dead beams choose nothing
         counts.scatter_add_(1, words.gather(1, keep), alive)
         results.append((top, index // vocab, words, keep))
@@ -471,24 +490,33 @@ def _select(cand: Tensor, eos: int, diversity: float) -> tuple[Tensor, Tensor, T
 def _beam_search(model: StepModel, features: Any, config: DecodeConfig, groups: int,
                  diversity: float, *, bos: int, eos: int, unk: int | None, pad: int | None,
                  early_stop: bool) -> DecodeOutput:
-    """Beam search over all inputs at once: B x k rows, split into ``groups`` groups of kg beams.
+    """Beam search over all inputs at once: B x k beams, split into ``groups`` groups of kg beams.
 
     Each step, every group ranks its kg x V extensions; <end> extensions among the kg best
     become finished captions (each group keeps its n_best best by score), and the kg best
-    extensions that are not <end> stay alive. An input is done once no alive beam can still
-    beat its groups' worst kept captions; done inputs leave the batch (exact: the result equals
-    running every input to max_len)."""
+    extensions that are not <end> stay alive. Only *live* beams are stepped through the model:
+    a beam is dead while its log-prob is -inf (at the first step all beams of a group but one)
+    and, with ``early_stop``, once even its best reachable score cannot beat its group's worst
+    kept caption (then none of its extensions can rank above a live beam's, nor enter the
+    n-best list); an input is done once none of its beams is live, and leaves the batch. Exact:
+    the result equals running every beam of every input to ``max_len`` (tests check it). Diverse
+    search keeps hopeless beams, which still steer the later groups."""
     k, n_best, max_len = config.beam_size, config.n_best, config.max_len
     kg = k // groups
+    prune = early_stop and (groups == 1 or diversity == 0)
     constraints = _constraints(config, bos=bos, eos=eos, unk=unk, pad=pad)
     penalty = _penalty(config)
-    state, batch = _start(model, features, k)
+    state = model.init_state(features)                                # one row per input
+    batch = state[0].size(0)
     device = state[0].device
 
     active = torch.arange(batch, device=device)          # inputs still searched, n = len(active)
-    words = torch.full((batch * k,), bos, dtype=torch.long, device=device)
     beam_log_prob = torch.zeros(batch, groups, kg, device=device)
     beam_log_prob[:, :, 1:] = NEG_INF                     # all beams of a group start as one
+    live = torch.arange(0, batch * k, kg, device=device)  # beams with a row in the model's state
+    if groups > 1:
+        state = model.reorder(state, live // k)
+    words = torch.full((len(live),), bos, dtype=torch.long, device=device)
     history = torch.full((batch * k, max_len + 1), eos, dtype=torch.long, device=device)  # alive words
     # finished captions of each active (input, group), best first
     fin = [torch.full((batch, groups, n_best), NEG_INF, device=device),                 # score
@@ -499,11 +527,9 @@ def _beam_search(model: StepModel, features: Any, config: DecodeConfig, groups: 
 
     for t in range(max_len + 1):
         n = len(active)
-        log_probs, state = model.step(words, state)                  # [n*k, V]
-        vocab = log_probs.size(-1)
-        scores = constraints(log_probs.float(), history[:, :t])
-        cand = scores.view(n, groups, kg, vocab).add_(beam_log_prob.unsqueeze(-1))
-        top_log_prob, top_beam, top_word, keep = _select(cand, eos, diversity)
+        log_probs, state = model.step(words, state)                  # [L, V], the live beams
+        scores = constraints(log_probs.float(), history[:, :t].index_select(0, live))
+        top_log_prob, top_beam, top_word, keep = _select(scores, live, beam_log_prob, eos, diversity)
 
         # <end> among the kg best: finished captions of t words
         end_log_prob = top_log_prob[..., :kg].masked_fill(top_word[..., :kg] != eos, NEG_INF)
@@ -518,25 +544,36 @@ def _beam_search(model: StepModel, features: Any, config: DecodeConfig, groups: 
         if t == max_len:
             break
         first_row = torch.arange(n * groups, device=device).view(n, groups, 1) * kg
-        rows = (first_row + top_beam.gather(-1, keep)).view(n, k)
+        rows = (first_row + top_beam.gather(-1, keep)).view(n, k)    # source beams
         words = top_word.gather(-1, keep).view(n, k)
+        hopeful = beam_log_prob > NEG_INF                             # [n, G, kg]
         if early_stop:
-            # alive log-probs only fall; the best score any can reach uses the largest penalty ahead
-            best_possible = beam_log_prob.amax(-1) / max(penalty(t + 2), penalty(max_len + 1))
-            done = (fin[0][..., -1] >= best_possible).all(-1)        # [n]
+            # log-probs only fall; the best score a beam can reach uses the largest penalty ahead
+            best_possible = beam_log_prob / max(penalty(t + 2), penalty(max_len + 1))
+            can_win = best_possible > fin[0][..., -1:]                # beats the worst kept caption
+            done = ~can_win.flatten(1).any(1)                         # [n]
+            if prune:
+                hopeful &= can_win
             n_done = int(done.sum())
             if n_done == n:
                 break
-            if n_done:                                                # drop the done inputs' rows
+            if n_done:                                                # drop the done inputs
                 gone, stay = done.nonzero().squeeze(1), (~done).nonzero().squeeze(1)
                 for result, x in zip(results, fin):
                     result.index_copy_(0, active[gone], x[gone])
-                active, rows, words = active[stay], rows[stay], words[stay]
+                active, rows, words, hopeful = active[stay], rows[stay], words[stay], hopeful[stay]
                 beam_log_prob, fin = beam_log_prob[stay], [x[stay] for x in fin]
         rows, words = rows.view(-1), words.view(-1)
         history = history.index_select(0, rows)
         history[:, t] = words
-        state = model.reorder(state, rows)
+        # the model's state holds the previous live beams: row live[j] of the old layout is row j
+        position = torch.empty(n * k, dtype=torch.long, device=device)
+        position[live] = torch.arange(len(live), device=device)
+        live = hopeful.view(-1).nonzero().squeeze(1)
+        if not len(live):                                             # nothing left that could finish
+            break
+        state = model.reorder(state, position[rows[live]])
+        words = words[live]
 
     for result, x in zip(results, fin):
         result.index_copy_(0, active, x)

@@ -46,11 +46,12 @@ class CaptionDecoder(nn.Module):
             logits, state = self.forward_steps(words[:, None], state)
             return F.log_softmax(logits[:, 0].float(), dim=-1), state
         logits, state = self.inference_step(words, state)
-        return F.log_softmax(logits.float(), dim=-1), state
+        return _log_softmax_(logits.float()), state
 
     def inference_step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
         """words [B] -> logits [B, V] and the next state, without dropout or autograd; decoders
-        override it with a cheaper computation of ``forward_steps`` on one word."""
+        override it with a cheaper computation of ``forward_steps`` on one word. The logits must
+        be a tensor of the call's own: ``step`` turns them into log-probs in place."""
         logits, state = self.forward_steps(words[:, None], state)
         return logits[:, 0], state
 
@@ -89,6 +90,17 @@ class CaptionDecoder(nn.Module):
 
     def reorder(self, state: State, index: Tensor) -> State:
         return tuple(s.index_select(0, index) for s in state)
+
+
+def _log_softmax_(logits: Tensor) -> Tensor:
+    """log_softmax over the last dim of a fresh [B, V] tensor, on the CPU in its own memory: a
+    second [B, V] tensor would cost fresh pages from the OS at every step of a large batch (glibc
+    maps allocations over 32 MB anew each time), which made up 1/7 of a 1000-image beam search.
+    Torch's CPU kernel reads each row whole before writing it, so the result is bit for bit
+    F.log_softmax's (tests/test_decoders.py checks it)."""
+    if logits.device.type != "cpu" or logits.dim() != 2 or not logits.is_contiguous():
+        return F.log_softmax(logits, dim=-1)
+    return torch._log_softmax(logits, -1, False, out=logits)
 
 
 def _lstm_state(h: Tensor, c: Tensor) -> State:
