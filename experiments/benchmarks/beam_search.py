@@ -7,7 +7,9 @@ The reference decodes the way older tutorials do: one image at a time, its k hyp
 batch, Python lists of hypotheses and finished captions. It follows the same rules as
 lrcn.decoding (the 2k best candidates, <end> among the k best finishes, the k best others stay
 alive, stop once no alive beam can beat the worst kept caption), so both must return identical
-captions and scores; the script counts the images where they differ.
+captions and scores; the script counts the images where they differ. Our decode also leaves out
+the beams that can no longer win (``lrcn.decoding``'s live beams); the reference steps all k,
+which costs it hardly more: its [k, H] @ [H, V] multiply is bound by reading the weights.
 
 The decoder is a paper-size ShowAndTell (512-d embeddings and LSTM) with random but
 deterministic weights, sharpened so that it behaves like a trained captioner: LSTM weights x5,
