@@ -602,7 +602,8 @@ def _final(scores: Tensor, log_probs: Tensor, lengths: Tensor, tokens: Tensor, n
 def beam_search(model: StepModel, features: Any, config: DecodeConfig, *, bos: int, eos: int,
                 unk: int | None = None, pad: int | None = None, early_stop: bool = True) -> DecodeOutput:
     """Beam search with ``config.beam_size`` beams over the whole batch at once (``config.groups``
-    is ignored). ``early_stop=False`` runs every step to ``max_len`` (same result, slower)."""
+    is ignored). ``early_stop=False`` steps every beam that can still finish, hopeless or not,
+    to ``max_len`` (same result, slower)."""
     return _beam_search(model, features, config, 1, 0.0, bos=bos, eos=eos, unk=unk, pad=pad,
                         early_stop=early_stop)
 
