@@ -460,10 +460,10 @@ def _select(scores: Tensor, live: Tensor, beam_log_prob: Tensor, eos: int,
     per_beam = min(width, vocab)
     row_top, row_word = scores.topk(per_beam, dim=-1)                  # [L, per_beam]
     row_top += beam_log_prob.view(-1)[live, None]
-    top = row_top.new_full((n * groups * kg, per_beam), NEG_INF).index_copy_(0, live, row_top)
-    words = row_word.new_zeros(top.shape).index_copy_(0, live, row_word)
-    top, index = top.view(n, groups, kg * per_beam).topk(width, dim=-1)
-    words = words.view(n, groups, kg * per_beam).gather(-1, index)
+    every_top = row_top.new_full((n * groups * kg, per_beam), NEG_INF).index_copy_(0, live, row_top)
+    every_word = row_word.new_zeros(every_top.shape).index_copy_(0, live, row_word)   # dead beams: -inf
+    top, index = every_top.view(n, groups, kg * per_beam).topk(width, dim=-1)
+    words = every_word.view(n, groups, kg * per_beam).gather(-1, index)
     return top, index // per_beam, words, _first_non_end(words, eos, kg)
 
 
