@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -112,3 +114,53 @@ def test_step_log_softmax_in_place_is_bit_for_bit_log_softmax():
     strided = torch.randn(20, 6, generator=g)[:, ::2]             # not contiguous: a fresh result
     expected = F.log_softmax(strided, dim=-1)
     assert torch.equal(_log_softmax_(strided), expected) and torch.equal(strided.log_softmax(-1), expected)
+
+
+def _step_through(model, features, words, rows):
+    """Steps of an eval-mode decoder under no_grad on ``words`` [B, L], the batch cut to the
+    first ``rows[t]`` rows at step t (as live beams shrink and grow): each step's log-probs,
+    copied, with its data pointer, and the pointers of every state tensor."""
+    out = []
+    with torch.no_grad():
+        state = model.init_state(features)
+        for t, n in enumerate(rows):
+            state = model.reorder(state, torch.arange(n) % state[0].shape[0])
+            log_probs, state = model.step(words[:n, t], state)
+            out.append((log_probs.clone(), log_probs.data_ptr(), {s.data_ptr() for s in state}))
+    return out
+
+
+@pytest.mark.parametrize("kind", [*sorted(DECODERS), "s2vt", "lstm+lrcn_2f"])
+def test_reusing_outputs_gives_the_same_numbers_in_kept_memory(kind):
+    """Inside ``reusing_outputs`` every step writes its log-probs into the same memory (the batch
+    shrinking and growing again), bit for bit what fresh steps give; the state never shares it,
+    and after the block steps are fresh again."""
+    model = make(kind).eval()
+    features = torch.randn(8, 5, D) if kind in ("s2vt", "lstm+lrcn_2f") else torch.randn(8, D)
+    words, rows = torch.randint(0, V, (8, 7)), [3, 8, 8, 6, 3, 8, 5]   # 41 rows >= V: the gate table too
+    _step_through(model, features, words, rows)              # builds the gate table
+    fresh = _step_through(model, features, words, rows)
+    with model.reusing_outputs():
+        kept = _step_through(model, features, words, rows)
+    again = _step_through(model, features, words, rows)
+    for (a, _, _), (b, _, _), (c, _, _) in zip(fresh, kept, again, strict=True):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    if kind != "s2vt":                           # S2VT steps through nn.LSTM, all fresh
+        assert len({ptr for _, ptr, _ in kept}) == 2            # one realloc: 3 rows, then 8
+        assert all(ptr not in states for _, ptr, states in kept)
+    inner = getattr(model, "decoder", model)
+    assert inner._buffers_kept is None
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_reused_log_probs_are_overwritten_by_the_next_step(reuse):
+    """The documented contract: a step's output inside the block holds only until the next step;
+    outside it, every step's output is its own."""
+    model = make("show_and_tell").eval()
+    with torch.no_grad(), model.reusing_outputs() if reuse else contextlib.nullcontext():
+        state = model.init_state(torch.randn(4, D))
+        first, state = model.step(torch.ones(4, dtype=torch.long), state)
+        copy = first.clone()
+        second, _ = model.step(torch.full((4,), 5), state)
+    assert (first.data_ptr() == second.data_ptr()) == reuse
+    assert torch.equal(first, copy) != reuse

@@ -692,6 +692,40 @@ def test_real_decoder_batched_beam_equals_per_image_beam(kind):
             assert [h[0].tokens for h in batched] == captions
 
 
+class KeptRows(CountingRows):
+    """``CountingRows`` that passes ``reusing_outputs`` through and records, at every step,
+    whether the decoder was inside it."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.inside = []
+
+    def reusing_outputs(self):
+        return self.model.reusing_outputs()
+
+    def step(self, words, state):
+        self.inside.append(self.model._buffers_kept is not None)
+        return super().step(words, state)
+
+
+@pytest.mark.parametrize("kind", ["show_and_tell", "lrcn_2u"])
+def test_every_strategy_reuses_step_outputs_and_decodes_the_same(kind):
+    """Greedy, beam, diverse beam and sampling step the decoder inside its ``reusing_outputs``
+    and give exactly what they give on fresh step outputs (a wrapper without it)."""
+    model, features, _ = overfit_decoder(kind)
+    configs = [dict(), dict(beam_size=4, n_best=2, block_ngram=2), dict(beam_size=4, length_penalty="gnmt"),
+               dict(beam_size=4, groups=2, n_best=3, diversity_strength=0.5),
+               dict(sample=True, seed=3, top_k=5, temperature=1.5, n_best=3), dict(sample=True, seed=4, top_p=0.8)]
+    with torch.no_grad():
+        decode(model, features, beam_size=4)                  # builds the word-gate table
+        for config in configs:
+            kept, fresh = KeptRows(model), CountingRows(model)
+            expected = [as_tuples(h) for h in decode(fresh, features, **config)]
+            assert [as_tuples(h) for h in decode(kept, features, **config)] == expected
+            assert kept.inside and all(kept.inside) and kept.rows == fresh.rows
+            assert model._buffers_kept is None
+
+
 @pytest.mark.parametrize("strategy", [dict(beam_size=1), dict(beam_size=3), dict(sample=True, seed=0)])
 def test_caption_features_never_emits_pad_or_start(strategy):
     """A model that puts most of its mass on <pad> and <start> still gets real words from

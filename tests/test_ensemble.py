@@ -113,3 +113,11 @@ def test_evaluate_ensemble_of_one_run_equals_evaluate_and_of_two_writes_its_file
         other = train(load_config(DEMO_CONFIG, tiny_overrides(tiny_shapes, tmp_path, name="other", **{
             "train.epochs": 1, "data.min_word_count": 100})), progress=False)
         evaluate_ensemble([runs[0], other], "val", greedy, progress=False)
+
+
+def test_reusing_outputs_enters_every_member():
+    members = [decoder("show_and_tell", 6, 1), decoder("lrcn_2u", 6, 2)]
+    ensemble = Ensemble(members)
+    with ensemble.reusing_outputs():
+        assert all(m._buffers_kept == {} for m in members)
+    assert all(m._buffers_kept is None for m in members)

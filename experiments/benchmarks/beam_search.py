@@ -22,10 +22,14 @@ Each search runs with two steps, so the table separates the search from the step
 * the *nn.LSTM step*, the step as tutorials write it (embedding, nn.LSTM on one word, linear,
   log_softmax: the decoder's ``forward_steps`` on one word, what ``step`` does in training);
 * the *inference step*, what ``model.step`` runs at inference in lrcn (LSTM cell by hand, word
-  gates looked up in a [V, 4H] table built during the warm-up, log_softmax in place).
+  gates looked up in a [V, 4H] table built during the warm-up, log_softmax in place, and,
+  inside the decoder's ``reusing_outputs()`` that lrcn.decoding enters, the step's [rows, V]
+  output written into the same memory at every step).
 
 The issue's comparison is our decode (batched, inference step) against the tutorial-style
-reference (per image, nn.LSTM step); the two same-step rows give the search's share alone.
+reference (per image, nn.LSTM step); the two same-step rows give the search's share alone. Our
+decode also runs, in the same rounds, with the inference step on *fresh outputs* (a wrapper
+without ``reusing_outputs``), which gives what reusing the step's memory saves.
 
 Also prints decoding throughput as a fraction of the output projection's throughput: the time
 of the matrix multiplies [rows, H] @ [H, V] alone, with the row counts our decode ran at each
@@ -103,7 +107,8 @@ def reference_beam_search(model, features: torch.Tensor, k: int, n_best: int, ma
 
 
 class CountingSteps:
-    """Passes the step interface through, recording the number of rows of every step."""
+    """Passes the step interface through, recording the number of rows of every step; without
+    ``reusing_outputs``, so every step's output is fresh memory."""
 
     def __init__(self, model):
         self.model, self.rows = model, []
@@ -117,6 +122,13 @@ class CountingSteps:
 
     def reorder(self, state, index):
         return self.model.reorder(state, index)
+
+
+class KeptSteps(CountingSteps):
+    """``CountingSteps`` that passes the decoder's ``reusing_outputs`` through (lrcn's default)."""
+
+    def reusing_outputs(self):
+        return self.model.reusing_outputs()
 
 
 class TutorialSteps(CountingSteps):
@@ -159,7 +171,8 @@ def main() -> None:
     features = torch.randn(args.images, args.feature_dim, generator=torch.Generator().manual_seed(1))
     config = DecodeConfig(beam_size=args.beam, n_best=args.n_best, max_len=args.max_len)
     ids = dict(bos=BOS, eos=EOS, unk=UNK)
-    steps = {"inference step": CountingSteps, "nn.LSTM step": TutorialSteps}
+    steps = {"inference step": KeptSteps, "nn.LSTM step": TutorialSteps}
+    ours_only = {"inference step, fresh outputs": CountingSteps}     # no reference run
 
     def timed(fn):
         start, cpu = time.perf_counter(), time.process_time()
@@ -172,18 +185,18 @@ def main() -> None:
             reference_beam_search(kind(model), features[:4], args.beam, args.n_best, args.max_len, config.min_len)
         # interleaved: our decode of all images, a slice of the reference, ours again, ... so that
         # load from other processes on this shared machine hits both alike
-        ours = {name: [] for name in steps}                     # (wall, CPU) of every run
+        ours = {name: [] for name in {**steps, **ours_only}}    # (wall, CPU) of every run
         reference = {name: [0.0, 0.0, []] for name in steps}    # wall, CPU, n-best lists
         outputs, proj_times = {}, []
         for chunk in [*torch.arange(args.images).chunk(args.rounds), None]:
-            for name, kind in steps.items():
+            for name, kind in {**steps, **ours_only}.items():
                 counter = kind(model)
                 seconds, cpu, outputs[name] = timed(lambda: beam_search(counter, features, config, **ids))
                 ours[name].append((seconds, cpu))
-                if kind is CountingSteps:
+                if kind is KeptSteps:
                     rows = counter.rows
                     proj_times.append(projection_time(model, rows))
-                if chunk is not None:
+                if chunk is not None and name in steps:
                     seconds, cpu, found = timed(lambda: reference_beam_search(
                         kind(model), features[chunk], args.beam, args.n_best, args.max_len, config.min_len))
                     reference[name][0] += seconds
@@ -212,6 +225,9 @@ def main() -> None:
         same = sum(differ(pairs(a), pairs(b)) for a, b in zip(hyps, to_hypotheses(outputs[name])))
         print(f"mismatches (captions or scores differ) of our decode against the per-image reference "
               f"with the {name}: {found} of {args.images}; against our decode with the {name}: {same}")
+    for name in ours_only:
+        same = sum(differ(pairs(a), pairs(b)) for a, b in zip(hyps, to_hypotheses(outputs[name])))
+        print(f"mismatches of our decode against our decode with the {name}: {same} of {args.images}")
     median = {name: [statistics.median(x) for x in zip(*runs)] for name, runs in ours.items()}
     print(f"{'':16s} {'per-image reference':>22s} {'batched (ours, median of ' + str(args.rounds + 1) + ')':>32s}"
           f" {'speedup wall / CPU':>20s}")
@@ -219,6 +235,10 @@ def main() -> None:
         (ref_wall, ref_cpu, _), (wall, cpu) = reference[name], median[name]
         print(f"{name:16s} {ref_wall:12.2f} s {ref_cpu:7.1f} CPU-s {wall:20.2f} s {cpu:7.1f} CPU-s "
               f"{ref_wall / wall:11.1f}x / {ref_cpu / cpu:.1f}x")
+    for name in ours_only:
+        (wall, cpu), (kept_wall, kept_cpu) = median[name], median["inference step"]
+        print(f"our decode with the {name}: {wall:.2f} s, {cpu:.1f} CPU-s (median); reusing outputs "
+              f"takes {kept_wall / wall:.2f} of its wall time, {kept_cpu / cpu:.2f} of its CPU time")
     (ref_wall, ref_cpu, _), (wall, cpu) = reference["nn.LSTM step"], median["inference step"]
     print(f"speedup of our decode (batched, inference step) over the tutorial-style reference (per "
           f"image, nn.LSTM step): {ref_wall / wall:.1f}x wall-clock, {ref_cpu / cpu:.1f}x CPU time")

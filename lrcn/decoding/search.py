@@ -24,6 +24,7 @@ training), and :func:`generate`, which dispatches on a :class:`DecodeConfig` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import types
 import typing
@@ -41,9 +42,21 @@ State = tuple[Tensor, ...]
 
 
 class StepModel(Protocol):
+    """What decoding needs of a model. A model may also offer ``reusing_outputs()``, a context
+    manager within which each step's log-probs need to stay valid only until the next step
+    (lrcn's decoders then reuse their memory; see ``CaptionDecoder.reusing_outputs``): every
+    strategy here enters it."""
+
     def init_state(self, features: Any) -> State: ...
     def step(self, words: Tensor, state: State) -> tuple[Tensor, State]: ...
     def reorder(self, state: State, index: Tensor) -> State: ...
+
+
+def _reusing_outputs(model: StepModel) -> contextlib.AbstractContextManager:
+    """``model.reusing_outputs()`` where the model offers it: the strategies here are done with
+    each step's log-probs before they take the next step."""
+    reuse = getattr(model, "reusing_outputs", None)
+    return reuse() if reuse is not None else contextlib.nullcontext()
 
 
 # ----------------------------------------------------------------------------- length penalties
@@ -382,8 +395,9 @@ def greedy(model: StepModel, features: Any, config: DecodeConfig, *, bos: int, e
            unk: int | None = None, pad: int | None = None) -> DecodeOutput:
     """Pick the most probable word at every step (n = 1; ``tokens[:, 0]`` is the [B, T] tensor)."""
     constraints = _constraints(config, bos=bos, eos=eos, unk=unk, pad=pad)
-    tokens, _, lengths, log_probs = _rollout(model, features, constraints, _greedy_pick, 1,
-                                             bos=bos, eos=eos, max_len=config.max_len)
+    with _reusing_outputs(model):
+        tokens, _, lengths, log_probs = _rollout(model, features, constraints, _greedy_pick, 1,
+                                                 bos=bos, eos=eos, max_len=config.max_len)
     scores = log_probs / _penalty(config)(lengths + 1)
     return DecodeOutput(tokens[:, None], lengths[:, None], scores[:, None], log_probs[:, None])
 
@@ -401,8 +415,9 @@ def sample_with_logprobs(model: StepModel, features: Any, config: DecodeConfig, 
     constraints = _constraints(config, bos=bos, eos=eos, unk=unk, pad=pad)
     warpers = build_warpers(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p)
     pick = partial(_sampling_pick, warpers=warpers, generator=generator)
-    tokens, step_log_probs, lengths, log_probs = _rollout(
-        model, features, constraints, pick, config.n_best, bos=bos, eos=eos, max_len=config.max_len)
+    with _reusing_outputs(model):
+        tokens, step_log_probs, lengths, log_probs = _rollout(
+            model, features, constraints, pick, config.n_best, bos=bos, eos=eos, max_len=config.max_len)
     positions = torch.arange(tokens.size(1), device=tokens.device)
     mask = positions[None, :] <= lengths[:, None]
     return SampleOutput(tokens, step_log_probs, mask, lengths, log_probs)
@@ -604,8 +619,9 @@ def beam_search(model: StepModel, features: Any, config: DecodeConfig, *, bos: i
     """Beam search with ``config.beam_size`` beams over the whole batch at once (``config.groups``
     is ignored). ``early_stop=False`` steps every beam that can still finish, hopeless or not,
     to ``max_len`` (same result, slower)."""
-    return _beam_search(model, features, config, 1, 0.0, bos=bos, eos=eos, unk=unk, pad=pad,
-                        early_stop=early_stop)
+    with _reusing_outputs(model):
+        return _beam_search(model, features, config, 1, 0.0, bos=bos, eos=eos, unk=unk, pad=pad,
+                            early_stop=early_stop)
 
 
 def diverse_beam_search(model: StepModel, features: Any, config: DecodeConfig, *, bos: int,
@@ -615,8 +631,9 @@ def diverse_beam_search(model: StepModel, features: Any, config: DecodeConfig, *
     ``beam_size / groups`` beams; a group's ranking is penalised by ``diversity_strength`` for
     every time an earlier group chose the same word at the same step. The n-best list merges
     the groups' captions, distinct, by score."""
-    return _beam_search(model, features, config, config.groups, config.diversity_strength,
-                        bos=bos, eos=eos, unk=unk, pad=pad, early_stop=early_stop)
+    with _reusing_outputs(model):
+        return _beam_search(model, features, config, config.groups, config.diversity_strength,
+                            bos=bos, eos=eos, unk=unk, pad=pad, early_stop=early_stop)
 
 
 # ----------------------------------------------------------------------------- entry point

@@ -10,12 +10,18 @@ step interface, so a new decoder is one class and every strategy works for it at
 
 At inference (eval mode, no autograd, no autocast) ``step`` runs ``inference_step``: the LSTM
 cells by hand, where a word's share of the first LSTM's gates is a row of a table [V, 4H]
-(``word_gates``) instead of a matrix multiply; the same numbers up to float rounding.
+(``word_gates``) instead of a matrix multiply; the same numbers up to float rounding. Inside
+``with decoder.reusing_outputs():`` (the search strategies enter it) that step also writes its
+large [B, V] and [B, 4H] results into memory it keeps from one step to the next.
 
 Shapes: B batch, T caption steps, D feature size, E embedding size, H hidden size, V vocabulary.
 """
 
 from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -35,13 +41,15 @@ class CaptionDecoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_dim, vocab_size)
         self._gate_table_key, self._gate_table, self._gate_table_rows = None, None, 0    # see word_gates
+        self._buffers_kept: dict[str, Tensor] | None = None                           # see reusing_outputs
 
     def init_state(self, features: Tensor) -> State:
         raise NotImplementedError
 
     def step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
         """words [B] -> log_probs [B, V]: ``forward_steps`` on one word, or at inference (eval mode,
-        no autograd, no autocast) ``inference_step``, which gives the same numbers faster."""
+        no autograd, no autocast) ``inference_step``, which gives the same numbers faster (inside
+        ``reusing_outputs``, in memory that the next step overwrites)."""
         if self.training or torch.is_grad_enabled() or torch.is_autocast_enabled(words.device.type):
             logits, state = self.forward_steps(words[:, None], state)
             return F.log_softmax(logits[:, 0].float(), dim=-1), state
@@ -51,9 +59,43 @@ class CaptionDecoder(nn.Module):
     def inference_step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
         """words [B] -> logits [B, V] and the next state, without dropout or autograd; decoders
         override it with a cheaper computation of ``forward_steps`` on one word. The logits must
-        be a tensor of the call's own: ``step`` turns them into log-probs in place."""
+        be a tensor of the call's own, or ``project``'s kept memory: ``step`` turns them into
+        log-probs in place."""
         logits, state = self.forward_steps(words[:, None], state)
         return logits[:, 0], state
+
+    @contextlib.contextmanager
+    def reusing_outputs(self) -> Iterator[CaptionDecoder]:
+        """Within the block, ``step`` at inference writes its log-probs (and ``inference_step``
+        its gates) into memory the decoder keeps: **each step's log-probs are valid only until
+        the next step call**, which overwrites them. A decoding loop that is done with a step's
+        output before the next step (every strategy in lrcn.decoding) saves the cost of fresh
+        memory at every step: on the CPU, glibc maps a new allocation over 32 MB from the OS
+        each time, and first touching its pages cost a 1000-image beam search 1/15 of its time
+        (experiments/benchmarks/RESULTS.md). The numbers are the same bit for bit."""
+        kept, self._buffers_kept = self._buffers_kept, {}
+        try:
+            yield self
+        finally:
+            self._buffers_kept = kept
+
+    def _buffer(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor | None:
+        """A tensor of ``shape`` in the memory kept for ``name`` (the dtype and device of ``like``)
+        inside ``reusing_outputs``, None outside it."""
+        if self._buffers_kept is None:
+            return None
+        size, memory = math.prod(shape), self._buffers_kept.get(name)
+        if memory is None or memory.numel() < size or memory.dtype != like.dtype or memory.device != like.device:
+            memory = self._buffers_kept[name] = like.new_empty(size)
+        return memory[:size].view(shape)
+
+    def project(self, h: Tensor) -> Tensor:
+        """The output layer at inference: h [B, H] -> logits [B, V], in kept memory inside
+        ``reusing_outputs`` (``F.linear`` runs the same ``addmm``)."""
+        out = self._buffer("logits", (h.shape[0], self.vocab_size), h)
+        if out is None:
+            return self.out(h)
+        return torch.addmm(self.out.bias, h, self.out.weight.t(), out=out)
 
     def word_gates(self, words: Tensor, lstm: nn.LSTM) -> Tensor:
         """words [B] -> their share of the gates of ``lstm``'s first layer, whose input starts with
@@ -77,7 +119,8 @@ class CaptionDecoder(nn.Module):
             self._gate_table = torch.addmm(bias, self.embed.weight, w_ih.t())         # [V, 4H]
         if self._gate_table is None:
             return torch.addmm(bias, self.embed(words), w_ih.t())
-        return self._gate_table.index_select(0, words)
+        out = self._buffer("gates", (len(words), self._gate_table.shape[1]), self._gate_table)
+        return torch.index_select(self._gate_table, 0, words, out=out)
 
     def forward_steps(self, words: Tensor, state: State) -> tuple[Tensor, State]:
         """words [B, T] -> logits [B, T, V] and the state after the last word."""
@@ -153,7 +196,7 @@ class ShowAndTell(CaptionDecoder):
             h_l, c_l = _lstm_cell(gates, h[:, layer], c[:, layer], w_hh)
             hs.append(h_l)
             cs.append(c_l)
-        return self.out(hs[-1]), (torch.stack(hs, 1), torch.stack(cs, 1))
+        return self.project(hs[-1]), (torch.stack(hs, 1), torch.stack(cs, 1))
 
 
 class InitStateDecoder(CaptionDecoder):
@@ -227,7 +270,7 @@ class LRCN(CaptionDecoder):
                 gates.addmm_(image, w_ih[:, -image.shape[1]:].t())   # the image's share
             x, c = _lstm_cell(gates, hc[2 * i][:, 0], hc[2 * i + 1][:, 0], w_hh)
             new_state += x[:, None], c[:, None]                     # [B, H] -> [B, 1, H]
-        return self.out(x), (*new_state, image)
+        return self.project(x), (*new_state, image)
 
 
 def _lrcn(layers: int, image_layer: int, name: str):

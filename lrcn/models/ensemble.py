@@ -9,6 +9,7 @@ concatenation of their features, ``[B, D_1 + ... + D_M]``, and hands each member
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Sequence
@@ -67,6 +68,15 @@ class Ensemble(nn.Module):
         outs = [m.step(words, s) for m, s in zip(self.members, self._split(state))]
         log_probs = torch.stack([lp for lp, _ in outs]).logsumexp(0) - math.log(len(outs))   # [B, V]
         return log_probs, tuple(t for _, s in outs for t in s)
+
+    @contextlib.contextmanager
+    def reusing_outputs(self):
+        """Every member's ``CaptionDecoder.reusing_outputs``; the ensemble's own log-probs are
+        fresh at every step."""
+        with contextlib.ExitStack() as stack:
+            for member in self.members:
+                stack.enter_context(member.reusing_outputs())
+            yield self
 
     def reorder(self, state: State, index: Tensor) -> State:
         parts = [m.reorder(s, index) for m, s in zip(self.members, self._split(state))]

@@ -27,6 +27,7 @@ interface of :class:`lrcn.models.decoders.CaptionDecoder`, so every strategy in
 
 from __future__ import annotations
 
+import contextlib
 import math
 from functools import partial
 
@@ -152,6 +153,9 @@ class VideoCaptioner(CaptionDecoder):
 
     def step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
         return self.decoder.step(words, state)
+
+    def reusing_outputs(self) -> contextlib.AbstractContextManager:
+        return self.decoder.reusing_outputs()
 
     def forward_steps(self, words: Tensor, state: State) -> tuple[Tensor, State]:
         return self.decoder.forward_steps(words, state)
