@@ -71,7 +71,7 @@ class CaptionDecoder(nn.Module):
         the next step call**, which overwrites them. A decoding loop that is done with a step's
         output before the next step (every strategy in lrcn.decoding) saves the cost of fresh
         memory at every step: on the CPU, glibc maps a new allocation over 32 MB from the OS
-        each time, and first touching its pages cost a 1000-image beam search 1/15 of its time
+        each time, and first touching its pages cost a 1000-image beam search 7-20% of its time
         (experiments/benchmarks/RESULTS.md). The numbers are the same bit for bit."""
         kept, self._buffers_kept = self._buffers_kept, {}
         try:
@@ -136,9 +136,10 @@ class CaptionDecoder(nn.Module):
 
 
 def _log_softmax_(logits: Tensor) -> Tensor:
-    """log_softmax over the last dim of a fresh [B, V] tensor, on the CPU in its own memory: a
-    second [B, V] tensor would cost fresh pages from the OS at every step of a large batch (glibc
-    maps allocations over 32 MB anew each time), which made up 1/7 of a 1000-image beam search.
+    """log_softmax over the last dim of a [B, V] tensor the step owns, on the CPU in its own
+    memory: a second [B, V] tensor would cost fresh pages from the OS at every step of a large
+    batch (glibc maps allocations over 32 MB anew each time), which made up 1/7 of a 1000-image
+    beam search.
     Torch's CPU kernel reads each row whole before writing it, so the result is bit for bit
     F.log_softmax's (tests/test_decoders.py checks it)."""
     if logits.device.type != "cpu" or logits.dim() != 2 or not logits.is_contiguous():
@@ -158,8 +159,8 @@ def _lstm_input(h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
 
 def _lstm_cell(gates: Tensor, h: Tensor, c: Tensor, w_hh: Tensor) -> tuple[Tensor, Tensor]:
     """One step of an LSTM layer, nn.LSTM's equations: the input's share of the gates [B, 4H]
-    (biases included; a fresh tensor, overwritten here), h and c [B, H], w_hh [4H, H] -> the
-    next h and c [B, H]."""
+    (biases included; the step's own tensor, overwritten here), h and c [B, H], w_hh [4H, H] ->
+    the next h and c [B, H], fresh tensors."""
     i, f, g, o = gates.addmm_(h, w_hh.t()).chunk(4, dim=1)            # nn.LSTM's gate order
     c = torch.addcmul(f.sigmoid_() * c, i.sigmoid_(), g.tanh_())      # f * c + i * g
     return o.sigmoid_() * torch.tanh(c), c
