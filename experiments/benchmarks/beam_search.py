@@ -173,6 +173,7 @@ def main() -> None:
     ids = dict(bos=BOS, eos=EOS, unk=UNK)
     steps = {"inference step": KeptSteps, "nn.LSTM step": TutorialSteps}
     ours_only = {"inference step, fresh outputs": CountingSteps}     # no reference run
+    every = {**steps, **ours_only}
 
     def timed(fn):
         start, cpu = time.perf_counter(), time.process_time()
@@ -185,11 +186,11 @@ def main() -> None:
             reference_beam_search(kind(model), features[:4], args.beam, args.n_best, args.max_len, config.min_len)
         # interleaved: our decode of all images, a slice of the reference, ours again, ... so that
         # load from other processes on this shared machine hits both alike
-        ours = {name: [] for name in {**steps, **ours_only}}    # (wall, CPU) of every run
+        ours = {name: [] for name in every}                     # (wall, CPU) of every run
         reference = {name: [0.0, 0.0, []] for name in steps}    # wall, CPU, n-best lists
         outputs, proj_times = {}, []
         for chunk in [*torch.arange(args.images).chunk(args.rounds), None]:
-            for name, kind in {**steps, **ours_only}.items():
+            for name, kind in every.items():
                 counter = kind(model)
                 seconds, cpu, outputs[name] = timed(lambda: beam_search(counter, features, config, **ids))
                 ours[name].append((seconds, cpu))

@@ -29,7 +29,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass
-from functools import partial
+from functools import partial, wraps
 from typing import Any, Callable, Mapping, NamedTuple, Protocol
 
 import torch
@@ -52,11 +52,15 @@ class StepModel(Protocol):
     def reorder(self, state: State, index: Tensor) -> State: ...
 
 
-def _reusing_outputs(model: StepModel) -> contextlib.AbstractContextManager:
-    """``model.reusing_outputs()`` where the model offers it: the strategies here are done with
-    each step's log-probs before they take the next step."""
-    reuse = getattr(model, "reusing_outputs", None)
-    return reuse() if reuse is not None else contextlib.nullcontext()
+def _reusing_outputs(search: Callable) -> Callable:
+    """A decoding loop ``search(model, ...)`` run inside ``model.reusing_outputs()`` where the
+    model offers it: the loops here are done with each step's log-probs before the next step."""
+    @wraps(search)
+    def run(model: StepModel, *args, **kwargs):
+        reuse = getattr(model, "reusing_outputs", None)
+        with reuse() if reuse is not None else contextlib.nullcontext():
+            return search(model, *args, **kwargs)
+    return run
 
 
 # ----------------------------------------------------------------------------- length penalties
@@ -339,6 +343,7 @@ def _sort_best(scores: Tensor, *others: Tensor, n: int, dim: int) -> list[Tensor
 
 # ----------------------------------------------------------------------------- greedy & sampling
 
+@_reusing_outputs
 def _rollout(model: StepModel, features: Any, constraints: ProcessorList, pick: Callable,
              copies: int, *, bos: int, eos: int, max_len: int):
     """Feed each row's chosen word back until every row has produced <end>.
@@ -395,9 +400,8 @@ def greedy(model: StepModel, features: Any, config: DecodeConfig, *, bos: int, e
            unk: int | None = None, pad: int | None = None) -> DecodeOutput:
     """Pick the most probable word at every step (n = 1; ``tokens[:, 0]`` is the [B, T] tensor)."""
     constraints = _constraints(config, bos=bos, eos=eos, unk=unk, pad=pad)
-    with _reusing_outputs(model):
-        tokens, _, lengths, log_probs = _rollout(model, features, constraints, _greedy_pick, 1,
-                                                 bos=bos, eos=eos, max_len=config.max_len)
+    tokens, _, lengths, log_probs = _rollout(model, features, constraints, _greedy_pick, 1,
+                                             bos=bos, eos=eos, max_len=config.max_len)
     scores = log_probs / _penalty(config)(lengths + 1)
     return DecodeOutput(tokens[:, None], lengths[:, None], scores[:, None], log_probs[:, None])
 
@@ -415,9 +419,8 @@ def sample_with_logprobs(model: StepModel, features: Any, config: DecodeConfig, 
     constraints = _constraints(config, bos=bos, eos=eos, unk=unk, pad=pad)
     warpers = build_warpers(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p)
     pick = partial(_sampling_pick, warpers=warpers, generator=generator)
-    with _reusing_outputs(model):
-        tokens, step_log_probs, lengths, log_probs = _rollout(
-            model, features, constraints, pick, config.n_best, bos=bos, eos=eos, max_len=config.max_len)
+    tokens, step_log_probs, lengths, log_probs = _rollout(
+        model, features, constraints, pick, config.n_best, bos=bos, eos=eos, max_len=config.max_len)
     positions = torch.arange(tokens.size(1), device=tokens.device)
     mask = positions[None, :] <= lengths[:, None]
     return SampleOutput(tokens, step_log_probs, mask, lengths, log_probs)
@@ -502,6 +505,7 @@ def _select_diverse(cand: Tensor, eos: int, diversity: float) -> tuple[Tensor, T
 
 
 @torch.no_grad()
+@_reusing_outputs
 def _beam_search(model: StepModel, features: Any, config: DecodeConfig, groups: int,
                  diversity: float, *, bos: int, eos: int, unk: int | None, pad: int | None,
                  early_stop: bool) -> DecodeOutput:
@@ -619,9 +623,8 @@ def beam_search(model: StepModel, features: Any, config: DecodeConfig, *, bos: i
     """Beam search with ``config.beam_size`` beams over the whole batch at once (``config.groups``
     is ignored). ``early_stop=False`` steps every beam that can still finish, hopeless or not,
     to ``max_len`` (same result, slower)."""
-    with _reusing_outputs(model):
-        return _beam_search(model, features, config, 1, 0.0, bos=bos, eos=eos, unk=unk, pad=pad,
-                            early_stop=early_stop)
+    return _beam_search(model, features, config, 1, 0.0, bos=bos, eos=eos, unk=unk, pad=pad,
+                        early_stop=early_stop)
 
 
 def diverse_beam_search(model: StepModel, features: Any, config: DecodeConfig, *, bos: int,
@@ -631,9 +634,8 @@ def diverse_beam_search(model: StepModel, features: Any, config: DecodeConfig, *
     ``beam_size / groups`` beams; a group's ranking is penalised by ``diversity_strength`` for
     every time an earlier group chose the same word at the same step. The n-best list merges
     the groups' captions, distinct, by score."""
-    with _reusing_outputs(model):
-        return _beam_search(model, features, config, config.groups, config.diversity_strength,
-                            bos=bos, eos=eos, unk=unk, pad=pad, early_stop=early_stop)
+    return _beam_search(model, features, config, config.groups, config.diversity_strength,
+                        bos=bos, eos=eos, unk=unk, pad=pad, early_stop=early_stop)
 
 
 # ----------------------------------------------------------------------------- entry point
