@@ -111,7 +111,7 @@ def test_scheduled_sampling_at_probability_0_is_teacher_forcing():
     decoder = ShowAndTell(V, 6, embed_dim=8, hidden_dim=8, dropout=0.0)
     features = torch.randn(3, 6)
     words = torch.tensor([[1, A, B, 2, 0], [1, DOG, RUNS, C, 2], [1, C, 2, 0, 0]])
-    unrolled = scheduled_sampling_log_probs(decoder, features, words, 0.0, _argmax)
+    unrolled = scheduled_sampling_log_probs(decoder, decoder.init_state(features), words, 0.0, _argmax)
     forced = decoder(features, words[:, :-1]).log_softmax(-1)
     torch.testing.assert_close(unrolled, forced, rtol=1e-5, atol=1e-6)
     # the loss before the schedule starts is the teacher-forced one, and logs the probability 0
@@ -154,7 +154,7 @@ def test_scheduled_sampling_mixes_at_the_scheduled_rate():
     t[:, C] = 0.0
     decoder = TableDecoder(t)
     words = torch.tensor([[1, DOG, RUNS, DOG, RUNS, 2]] * 400)
-    scheduled_sampling_log_probs(decoder, torch.zeros(400, 1), words, 0.25, _argmax)
+    scheduled_sampling_log_probs(decoder, decoder.init_state(torch.zeros(400, 1)), words, 0.25, _argmax)
     own = (torch.cat(decoder.fed, dim=1)[:, 1:] == C).float().mean().item()
     assert 0.2 < own < 0.3
 

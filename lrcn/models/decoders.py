@@ -297,8 +297,9 @@ DECODERS = {
 def build_decoder(kind: str, vocab_size: int, feature_dim: int, **kwargs) -> CaptionDecoder:
     """An image decoder (``DECODERS``) or a video one (``lrcn.models.temporal.VIDEO_DECODERS``)."""
     from lrcn.errors import ConfigError
+    from lrcn.models.attention import ShowAttendTell
     from lrcn.models.temporal import VIDEO_DECODERS   # imports this module, so not at the top
-    kinds = {**DECODERS, **VIDEO_DECODERS}
+    kinds = {**DECODERS, **VIDEO_DECODERS, "show_attend_tell": ShowAttendTell}
     if kind not in kinds:
         raise ConfigError(f"decoder.kind {kind!r} is unknown; choose one of {sorted(kinds)}")
     return kinds[kind](vocab_size, feature_dim, **kwargs)

