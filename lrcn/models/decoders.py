@@ -12,7 +12,8 @@ adds a GRU decoder so).
 
 The classes here are the plain models. The registered kinds (``DECODERS``) are these models with
 the CPU fast step of :mod:`lrcn.models.fast_step` at inference: the same parameters and
-checkpoints, the same numbers, a cheaper ``step`` in eval mode without autograd.
+checkpoints, the same numbers up to float rounding, a cheaper ``step`` in eval mode without
+autograd.
 
 Shapes: B batch, T caption steps, D feature size, E embedding size, H hidden size, L layers,
 V vocabulary.
