@@ -1,3 +1,6 @@
+"""The decoders' contract, for every kind and the GRU of tests/test_new_decoder.py; the CPU fast
+step (lrcn.models.fast_step) for the kinds that opt into it, against the plain step."""
+
 import contextlib
 
 import pytest
@@ -6,22 +9,33 @@ from torch.nn import functional as F
 
 from conftest import assert_step_interface, overfit_and_replay
 from lrcn.errors import ConfigError
-from lrcn.models.decoders import DECODERS, build_decoder
+from lrcn.models.decoders import DECODERS, CaptionDecoder, build_decoder
+from lrcn.models.fast_step import FastStep, log_softmax_
+from test_new_decoder import GRUDecoder
 
 V, D = 23, 12
+KINDS = [*sorted(DECODERS), "gru"]                  # the contract: every kind, and a new one
+FAST_KINDS = sorted(DECODERS)                       # the kinds that opt into the fast step
 
 
 def make(kind, **kw):
     torch.manual_seed(0)
+    if kind == "gru":
+        return GRUDecoder(V, D, embed_dim=16, hidden_dim=20, **kw)
     return build_decoder(kind, V, D, embed_dim=16, hidden_dim=20, **kw)
 
 
-@pytest.mark.parametrize("kind", sorted(DECODERS))
+def test_the_registered_kinds_opt_into_the_fast_step_and_the_new_one_does_not():
+    assert all(isinstance(make(kind), FastStep) for kind in FAST_KINDS)
+    assert not isinstance(make("gru"), FastStep) and not hasattr(make("gru"), "reusing_outputs")
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_teacher_forcing_agrees_with_steps_and_reorder_gathers(kind):
     assert_step_interface(make(kind).eval(), torch.randn(4, D), torch.randint(0, V, (4, 7)))
 
 
-@pytest.mark.parametrize("kind", sorted(DECODERS))
+@pytest.mark.parametrize("kind", KINDS)
 def test_overfits_a_tiny_batch(kind):
     """Each decoder learns 4 captions of 6 words for 4 images to near-zero loss."""
     model = make(kind, dropout=0.0)
@@ -32,47 +46,73 @@ def test_overfits_a_tiny_batch(kind):
     assert overfit_and_replay(model, features, words) < 0.02     # and greedy stepping replays every caption
 
 
-def steps(model, features, words, fast: bool):
-    """Log-probs [B, L, V] and final state of stepping through ``words`` [B, L] (eval mode):
-    ``fast`` under no_grad (``inference_step``), else with autograd on (nn.LSTM via forward_steps)."""
-    with torch.set_grad_enabled(not fast):
+@pytest.mark.parametrize("kind", KINDS)
+def test_plain_step_is_log_softmax_of_one_forward_step(kind):
+    """``CaptionDecoder.step``: words [B] -> float log-probs [B, V], the state ``forward_steps`` leaves."""
+    model = make(kind).eval()
+    state, words = model.init_state(torch.randn(5, D)), torch.randint(0, V, (5,))
+    log_probs, after = CaptionDecoder.step(model, words, state)
+    logits, expected = model.forward_steps(words[:, None], state)
+    assert log_probs.shape == (5, V) and log_probs.dtype == torch.float32
+    assert torch.equal(log_probs, F.log_softmax(logits[:, 0], -1))
+    assert all(torch.equal(a, b) for a, b in zip(after, expected, strict=True))
+
+
+def test_unknown_kind_is_named():
+    with pytest.raises(ConfigError, match="'transformer' is unknown"):
+        build_decoder("transformer", V, D)
+
+
+# ----------------------------------------------------------------------------- the fast step
+
+def steps(model, features, words, step, grad: bool = False):
+    """Log-probs [B, L, V] and final state of ``step(words [B], state)`` through ``words`` [B, L]."""
+    with torch.set_grad_enabled(grad):
         state, out = model.init_state(features), []
         for t in range(words.shape[1]):
-            log_probs, state = model.step(words[:, t], state)
-            out.append(log_probs)
+            log_probs, state = step(words[:, t], state)
+            out.append(log_probs.clone())
     return torch.stack(out, 1).detach(), tuple(s.detach() for s in state)
 
 
-def assert_fast_step_is_the_lstm_step(model, features, words):
-    fast, fast_state = steps(model, features, words, fast=True)
+def assert_fast_step_is_the_plain_step(model, features, words):
+    """The fast step at inference (eval, no_grad) equals the plain step of the same weights
+    (``CaptionDecoder.step``: nn.LSTM via ``forward_steps``); with autograd on, the fast kind's
+    step is the plain step."""
+    def plain_step(w, s):
+        return CaptionDecoder.step(model, w, s)
+
+    fast, fast_state = steps(model, features, words, model.step)
     assert model._gate_table is not None       # B x L >= V rows: the word-gate table was used
-    slow, slow_state = steps(model, features, words, fast=False)
-    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
-    for a, b in zip(fast_state, slow_state, strict=True):
+    plain, plain_state = steps(model, features, words, plain_step)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+    for a, b in zip(fast_state, plain_state, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    with_grad, _ = steps(model, features, words, model.step, grad=True)
+    assert torch.equal(with_grad, steps(model, features, words, plain_step, grad=True)[0])
 
 
-@pytest.mark.parametrize("kind, layers", [(kind, None) for kind in sorted(DECODERS)]
+@pytest.mark.parametrize("kind, layers", [(kind, None) for kind in FAST_KINDS]
                          + [("show_and_tell", 2), ("init_state", 2)])
-def test_inference_step_equals_the_nn_lstm_step(kind, layers):
+def test_fast_step_equals_the_plain_step(kind, layers):
     """Words 1-2 multiply (16 rows < V), words 3-6 look the word gates up in the table."""
     model = make(kind, **({} if layers is None else {"num_layers": layers})).eval()
-    assert_fast_step_is_the_lstm_step(model, torch.randn(8, D), torch.randint(0, V, (8, 6)))
+    assert_fast_step_is_the_plain_step(model, torch.randn(8, D), torch.randint(0, V, (8, 6)))
 
 
 def test_word_gate_table_follows_the_weights():
     """The cached table is rebuilt after an optimizer step, load_state_dict and .double()."""
     model = make("lrcn_2u")
     features, words = torch.randn(8, D), torch.randint(0, V, (8, 6))
-    assert_fast_step_is_the_lstm_step(model.eval(), features, words)
+    assert_fast_step_is_the_plain_step(model.eval(), features, words)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     F.cross_entropy(model.train()(features, words).flatten(0, 1), words.flatten()).backward()
     opt.step()
-    assert_fast_step_is_the_lstm_step(model.eval(), features, words)
+    assert_fast_step_is_the_plain_step(model.eval(), features, words)
     torch.manual_seed(1)
     model.load_state_dict(build_decoder("lrcn_2u", V, D, embed_dim=16, hidden_dim=20).state_dict())
-    assert_fast_step_is_the_lstm_step(model, features, words)
-    assert_fast_step_is_the_lstm_step(model.double(), features.double(), words)
+    assert_fast_step_is_the_plain_step(model, features, words)
+    assert_fast_step_is_the_plain_step(model.double(), features.double(), words)
 
 
 def test_small_decodes_build_no_table():
@@ -95,25 +135,18 @@ def test_weights_made_in_inference_mode_step_without_a_table():
         assert model._gate_table is None
 
 
-def test_unknown_kind_is_named():
-    with pytest.raises(ConfigError, match="'transformer' is unknown"):
-        build_decoder("transformer", V, D)
-
-
 def test_step_log_softmax_in_place_is_bit_for_bit_log_softmax():
     """At inference the step normalises the fresh logits in their own memory (on the CPU)."""
-    from lrcn.models.decoders import _log_softmax_
-
     g = torch.Generator().manual_seed(0)
     for shape in [(1, 5), (7, 13), (300, 10_001), (2, 100_003)]:
         logits = torch.randn(shape, generator=g) * 30
         expected = F.log_softmax(logits, dim=-1)
-        result = _log_softmax_(logits)
+        result = log_softmax_(logits)
         assert torch.equal(result, expected)
         assert result.data_ptr() == logits.data_ptr()
     strided = torch.randn(20, 6, generator=g)[:, ::2]             # not contiguous: a fresh result
     expected = F.log_softmax(strided, dim=-1)
-    assert torch.equal(_log_softmax_(strided), expected) and torch.equal(strided.log_softmax(-1), expected)
+    assert torch.equal(log_softmax_(strided), expected) and torch.equal(strided.log_softmax(-1), expected)
 
 
 def _step_through(model, features, words, rows):
@@ -130,7 +163,7 @@ def _step_through(model, features, words, rows):
     return out
 
 
-@pytest.mark.parametrize("kind", [*sorted(DECODERS), "s2vt", "lstm+lrcn_2f"])
+@pytest.mark.parametrize("kind", [*FAST_KINDS, "s2vt", "lstm+lrcn_2f"])
 def test_reusing_outputs_gives_the_same_numbers_in_kept_memory(kind):
     """Inside ``reusing_outputs`` every step writes its log-probs into the same memory (the batch
     shrinking and growing again), bit for bit what fresh steps give; the state never shares it,

@@ -48,15 +48,15 @@ import torch
 from torch.nn import functional as F
 
 from lrcn.decoding import DecodeConfig, beam_search, to_hypotheses
-from lrcn.models.decoders import ShowAndTell
+from lrcn.models.decoders import FastShowAndTell
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 NEG_INF = float("-inf")
 
 
-def build_decoder(vocab: int, hidden: int, feature_dim: int, seed: int = 0) -> ShowAndTell:
+def build_decoder(vocab: int, hidden: int, feature_dim: int, seed: int = 0) -> FastShowAndTell:
     torch.manual_seed(seed)
-    model = ShowAndTell(vocab, feature_dim, embed_dim=hidden, hidden_dim=hidden, dropout=0.5).eval()
+    model = FastShowAndTell(vocab, feature_dim, embed_dim=hidden, hidden_dim=hidden, dropout=0.5).eval()
     with torch.no_grad():
         for p in model.lstm.parameters():
             p.mul_(5.0)
@@ -141,7 +141,7 @@ class TutorialSteps(CountingSteps):
         return F.log_softmax(logits[:, 0].float(), dim=-1), state
 
 
-def projection_time(model: ShowAndTell, rows: list[int]) -> float:
+def projection_time(model: FastShowAndTell, rows: list[int]) -> float:
     """Seconds for the output projection alone at the given row counts, one multiply per step."""
     h = torch.randn(max(rows), model.out.in_features)
     start = time.perf_counter()

@@ -6,32 +6,33 @@ Every decoder, image or video, offers
   ``reorder(state, index) -> state``          gather rows along the batch (beam search uses it),
 and ``forward(features, words) -> logits`` for teacher forcing, which agrees with repeated
 ``step`` calls (tests/test_decoders.py checks it). Decoding code (lrcn.decoding) sees only the
-step interface, so a new decoder is one class and every strategy works for it at once.
+step interface, so a new decoder is one class and every strategy works for it at once: subclass
+:class:`CaptionDecoder` and write ``init_state`` and ``forward_steps`` (tests/test_new_decoder.py
+adds a GRU decoder so).
 
-At inference (eval mode, no autograd, no autocast) ``step`` runs ``inference_step``: the LSTM
-cells by hand, where a word's share of the first LSTM's gates is a row of a table [V, 4H]
-(``word_gates``) instead of a matrix multiply; the same numbers up to float rounding. Inside
-``with decoder.reusing_outputs():`` (the search strategies enter it) that step also writes its
-large [B, V] and [B, 4H] results into memory it keeps from one step to the next.
+The classes here are the plain models. The registered kinds (``DECODERS``) are these models with
+the CPU fast step of :mod:`lrcn.models.fast_step` at inference: the same parameters and
+checkpoints, the same numbers up to float rounding, a cheaper ``step`` in eval mode without
+autograd.
 
-Shapes: B batch, T caption steps, D feature size, E embedding size, H hidden size, V vocabulary.
+Shapes: B batch, T caption steps, D feature size, E embedding size, H hidden size, L layers,
+V vocabulary.
 """
 
 from __future__ import annotations
-
-import contextlib
-import math
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from lrcn.models.fast_step import LRCNFastStep, LSTMStackFastStep
+
 State = tuple[Tensor, ...]
 
 
 class CaptionDecoder(nn.Module):
-    """Word embedding, LSTM stack and output projection shared by every decoder."""
+    """Word embedding, dropout and output projection shared by every decoder; a subclass writes
+    ``init_state`` and ``forward_steps``."""
 
     def __init__(self, vocab_size: int, feature_dim: int, embed_dim: int = 512, hidden_dim: int = 512,
                  dropout: float = 0.5):
@@ -40,91 +41,19 @@ class CaptionDecoder(nn.Module):
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_dim, vocab_size)
-        self._gate_table_key, self._gate_table, self._gate_table_rows = None, None, 0    # see word_gates
-        self._buffers_kept: dict[str, Tensor] | None = None                           # see reusing_outputs
 
     def init_state(self, features: Tensor) -> State:
+        """features [B, D] -> the state before the first word."""
         raise NotImplementedError
-
-    def step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
-        """words [B] -> log_probs [B, V]: ``forward_steps`` on one word, or at inference (eval mode,
-        no autograd, no autocast) ``inference_step``, which gives the same numbers faster (inside
-        ``reusing_outputs``, in memory that the next step overwrites)."""
-        if self.training or torch.is_grad_enabled() or torch.is_autocast_enabled(words.device.type):
-            logits, state = self.forward_steps(words[:, None], state)
-            return F.log_softmax(logits[:, 0].float(), dim=-1), state
-        logits, state = self.inference_step(words, state)
-        return _log_softmax_(logits.float()), state
-
-    def inference_step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
-        """words [B] -> logits [B, V] and the next state, without dropout or autograd; decoders
-        override it with a cheaper computation of ``forward_steps`` on one word. The logits must
-        be a tensor of the call's own, or ``project``'s kept memory: ``step`` turns them into
-        log-probs in place."""
-        logits, state = self.forward_steps(words[:, None], state)
-        return logits[:, 0], state
-
-    @contextlib.contextmanager
-    def reusing_outputs(self) -> Iterator[CaptionDecoder]:
-        """Within the block, ``step`` at inference writes its log-probs (and ``inference_step``
-        its gates) into memory the decoder keeps: **each step's log-probs are valid only until
-        the next step call**, which overwrites them. A decoding loop that is done with a step's
-        output before the next step (every strategy in lrcn.decoding) saves the cost of fresh
-        memory at every step: on the CPU, glibc maps a new allocation over 32 MB from the OS
-        each time, and first touching its pages cost a 1000-image beam search 7-20% of its time
-        (experiments/benchmarks/RESULTS.md). The numbers are the same bit for bit."""
-        kept, self._buffers_kept = self._buffers_kept, {}
-        try:
-            yield self
-        finally:
-            self._buffers_kept = kept
-
-    def _buffer(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor | None:
-        """A tensor of ``shape`` in the memory kept for ``name`` (the dtype and device of ``like``)
-        inside ``reusing_outputs``, None outside it."""
-        if self._buffers_kept is None:
-            return None
-        size, memory = math.prod(shape), self._buffers_kept.get(name)
-        if memory is None or memory.numel() < size or memory.dtype != like.dtype or memory.device != like.device:
-            memory = self._buffers_kept[name] = like.new_empty(size)
-        return memory[:size].view(shape)
-
-    def project(self, h: Tensor) -> Tensor:
-        """The output layer at inference: h [B, H] -> logits [B, V], in kept memory inside
-        ``reusing_outputs`` (``F.linear`` runs the same ``addmm``)."""
-        out = self._buffer("logits", (h.shape[0], self.vocab_size), h)
-        if out is None:
-            return self.out(h)
-        return torch.addmm(self.out.bias, h, self.out.weight.t(), out=out)
-
-    def word_gates(self, words: Tensor, lstm: nn.LSTM) -> Tensor:
-        """words [B] -> their share of the gates of ``lstm``'s first layer, whose input starts with
-        the word embedding, biases included: ``embed(words) @ W_ih[:, :E].T + b_ih + b_hh`` [B, 4H].
-
-        Rows of a table of every word [V, 4H], kept for one version of the weights (their storage
-        and in-place version counters, which optimizer steps, load_state_dict and .to() change).
-        The table costs as much as V rows of the multiply, so it is built only once V rows have
-        been multiplied with these weights: a small decode, such as SCST's greedy baseline after
-        each optimizer step, never pays for it, and none pays more than twice the cheaper way."""
-        E = self.embed.embedding_dim
-        weights = (self.embed.weight, lstm.weight_ih_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
-        w_ih, bias = lstm.weight_ih_l0[:, :E], lstm.bias_ih_l0 + lstm.bias_hh_l0     # [4H, E], [4H]
-        if any(w.is_inference() for w in weights):                # no version counters: no table
-            return torch.addmm(bias, self.embed(words), w_ih.t())
-        key = tuple((w.device, w.data_ptr(), w._version) for w in weights)
-        if key != self._gate_table_key:
-            self._gate_table_key, self._gate_table, self._gate_table_rows = key, None, 0
-        self._gate_table_rows += len(words)
-        if self._gate_table is None and self._gate_table_rows >= self.vocab_size:
-            self._gate_table = torch.addmm(bias, self.embed.weight, w_ih.t())         # [V, 4H]
-        if self._gate_table is None:
-            return torch.addmm(bias, self.embed(words), w_ih.t())
-        out = self._buffer("gates", (len(words), self._gate_table.shape[1]), self._gate_table)
-        return torch.index_select(self._gate_table, 0, words, out=out)
 
     def forward_steps(self, words: Tensor, state: State) -> tuple[Tensor, State]:
         """words [B, T] -> logits [B, T, V] and the state after the last word."""
         raise NotImplementedError
+
+    def step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
+        """words [B] -> log_probs [B, V] (float32) and the next state."""
+        logits, state = self.forward_steps(words[:, None], state)    # [B, 1, V]
+        return F.log_softmax(logits[:, 0].float(), dim=-1), state
 
     def forward(self, features: Tensor, words: Tensor) -> Tensor:
         """Teacher forcing: input words [B, T] (starting with <start>) -> logits [B, T, V]."""
@@ -132,19 +61,8 @@ class CaptionDecoder(nn.Module):
         return logits
 
     def reorder(self, state: State, index: Tensor) -> State:
+        """Rows ``index`` [B'] of every state tensor."""
         return tuple(s.index_select(0, index) for s in state)
-
-
-def _log_softmax_(logits: Tensor) -> Tensor:
-    """log_softmax over the last dim of a [B, V] tensor the step owns, on the CPU in its own
-    memory: a second [B, V] tensor would cost fresh pages from the OS at every step of a large
-    batch (glibc maps allocations over 32 MB anew each time), which made up 1/7 of a 1000-image
-    beam search.
-    Torch's CPU kernel reads each row whole before writing it, so the result is bit for bit
-    F.log_softmax's (tests/test_decoders.py checks it)."""
-    if logits.device.type != "cpu" or logits.dim() != 2 or not logits.is_contiguous():
-        return F.log_softmax(logits, dim=-1)
-    return torch._log_softmax(logits, -1, False, out=logits)
 
 
 def _lstm_state(h: Tensor, c: Tensor) -> State:
@@ -155,15 +73,6 @@ def _lstm_state(h: Tensor, c: Tensor) -> State:
 def _lstm_input(h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     """batch-first [B, L, H] -> nn.LSTM's (h, c) [L, B, H]."""
     return h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous()
-
-
-def _lstm_cell(gates: Tensor, h: Tensor, c: Tensor, w_hh: Tensor) -> tuple[Tensor, Tensor]:
-    """One step of an LSTM layer, nn.LSTM's equations: the input's share of the gates [B, 4H]
-    (biases included; the step's own tensor, overwritten here), h and c [B, H], w_hh [4H, H] ->
-    the next h and c [B, H], fresh tensors."""
-    i, f, g, o = gates.addmm_(h, w_hh.t()).chunk(4, dim=1)            # nn.LSTM's gate order
-    c = torch.addcmul(f.sigmoid_() * c, i.sigmoid_(), g.tanh_())      # f * c + i * g
-    return o.sigmoid_() * torch.tanh(c), c
 
 
 class ShowAndTell(CaptionDecoder):
@@ -186,19 +95,6 @@ class ShowAndTell(CaptionDecoder):
         y, (h, c) = self.lstm(x, _lstm_input(*state))                # y [B, T, H]
         return self.out(self.dropout(y)), _lstm_state(h, c)
 
-    def inference_step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
-        h, c = state                                                 # [B, L, H] each
-        gates = self.word_gates(words, self.lstm)                    # [B, 4H]
-        hs, cs = [], []
-        for layer in range(self.lstm.num_layers):
-            w_ih, w_hh, b_ih, b_hh = self.lstm.all_weights[layer]
-            if layer > 0:
-                gates = torch.addmm(b_ih + b_hh, hs[-1], w_ih.t())
-            h_l, c_l = _lstm_cell(gates, h[:, layer], c[:, layer], w_hh)
-            hs.append(h_l)
-            cs.append(c_l)
-        return self.project(hs[-1]), (torch.stack(hs, 1), torch.stack(cs, 1))
-
 
 class InitStateDecoder(CaptionDecoder):
     """The image sets the LSTM's initial hidden and cell states; the first input is <start>."""
@@ -218,7 +114,6 @@ class InitStateDecoder(CaptionDecoder):
         return torch.tanh(self.init_h(f)).view(shape), self.init_c(f).view(shape)
 
     forward_steps = ShowAndTell.forward_steps
-    inference_step = ShowAndTell.inference_step
 
 
 class LRCN(CaptionDecoder):
@@ -258,36 +153,36 @@ class LRCN(CaptionDecoder):
             x = self.dropout(x)                                      # [B, T, H]
         return self.out(x), (*new_state, image)
 
-    def inference_step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
-        *hc, image = state                                           # [B, 1, H] each, image [B, E]
-        new_state = []
-        for i, lstm in enumerate(self.layers):
-            w_ih, w_hh, b_ih, b_hh = lstm.all_weights[0]             # w_ih [4H, E or H (+ E: image)]
-            if i == 0:
-                gates = self.word_gates(words, lstm)                 # [B, 4H]
-            else:
-                gates = torch.addmm(b_ih + b_hh, x, w_ih[:, :x.shape[1]].t())
-            if i == self.image_layer:
-                gates.addmm_(image, w_ih[:, -image.shape[1]:].t())   # the image's share
-            x, c = _lstm_cell(gates, hc[2 * i][:, 0], hc[2 * i + 1][:, 0], w_hh)
-            new_state += x[:, None], c[:, None]                     # [B, H] -> [B, 1, H]
-        return self.project(x), (*new_state, image)
+
+# ----------------------------------------------------------------------------- the registered kinds
+# The plain models above with the CPU fast step at inference (lrcn.models.fast_step).
+
+class FastShowAndTell(LSTMStackFastStep, ShowAndTell):
+    """:class:`ShowAndTell` with :class:`~lrcn.models.fast_step.LSTMStackFastStep`."""
+
+
+class FastInitStateDecoder(LSTMStackFastStep, InitStateDecoder):
+    """:class:`InitStateDecoder` with :class:`~lrcn.models.fast_step.LSTMStackFastStep`."""
+
+
+class FastLRCN(LRCNFastStep, LRCN):
+    """:class:`LRCN` with :class:`~lrcn.models.fast_step.LRCNFastStep`."""
 
 
 def _lrcn(layers: int, image_layer: int, name: str):
     """A builder for one LRCN variant, whose number of layers is part of its definition."""
-    def build(vocab_size: int, feature_dim: int, num_layers: int | None = None, **kwargs) -> LRCN:
+    def build(vocab_size: int, feature_dim: int, num_layers: int | None = None, **kwargs) -> FastLRCN:
         if num_layers not in (None, layers):
             from lrcn.errors import ConfigError
             raise ConfigError(f"decoder.kind {name} has {layers} LSTM layer(s) by definition; "
                               f"decoder.num_layers={num_layers} does not apply (leave it unset)")
-        return LRCN(vocab_size, feature_dim, num_layers=layers, image_layer=image_layer, **kwargs)
+        return FastLRCN(vocab_size, feature_dim, num_layers=layers, image_layer=image_layer, **kwargs)
     return build
 
 
 DECODERS = {
-    "show_and_tell": ShowAndTell,
-    "init_state": InitStateDecoder,
+    "show_and_tell": FastShowAndTell,
+    "init_state": FastInitStateDecoder,
     "lrcn_1u": _lrcn(1, 0, "lrcn_1u"),
     "lrcn_2u": _lrcn(2, 0, "lrcn_2u"),
     "lrcn_2f": _lrcn(2, 1, "lrcn_2f"),

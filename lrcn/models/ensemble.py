@@ -21,6 +21,7 @@ from lrcn.decoding import DecodeConfig
 from lrcn.errors import CheckpointError, ConfigError
 from lrcn.metrics import Scores, save_scores, score, write_results
 from lrcn.models.decoders import CaptionDecoder, State
+from lrcn.models.fast_step import reusing_outputs
 
 
 class Ensemble(nn.Module):
@@ -71,11 +72,11 @@ class Ensemble(nn.Module):
 
     @contextlib.contextmanager
     def reusing_outputs(self):
-        """Every member's ``CaptionDecoder.reusing_outputs``; the ensemble's own log-probs are
-        fresh at every step."""
+        """Every member's ``reusing_outputs`` (where it has one, see lrcn.models.fast_step); the
+        ensemble's own log-probs are fresh at every step."""
         with contextlib.ExitStack() as stack:
             for member in self.members:
-                stack.enter_context(member.reusing_outputs())
+                stack.enter_context(reusing_outputs(member))
             yield self
 
     def reorder(self, state: State, index: Tensor) -> State:

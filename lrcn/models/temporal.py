@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from lrcn.errors import ConfigError
 from lrcn.models.decoders import DECODERS, CaptionDecoder, State, _lstm_input, _lstm_state
+from lrcn.models.fast_step import FastStep, reusing_outputs
 
 
 def _frames(features: Tensor) -> Tensor:
@@ -155,7 +156,7 @@ class VideoCaptioner(CaptionDecoder):
         return self.decoder.step(words, state)
 
     def reusing_outputs(self) -> contextlib.AbstractContextManager:
-        return self.decoder.reusing_outputs()
+        return reusing_outputs(self.decoder)
 
     def forward_steps(self, words: Tensor, state: State) -> tuple[Tensor, State]:
         return self.decoder.forward_steps(words, state)
@@ -164,7 +165,7 @@ class VideoCaptioner(CaptionDecoder):
         return self.decoder.reorder(state, index)
 
 
-class S2VT(CaptionDecoder):
+class S2VT(FastStep, CaptionDecoder):
     """Venugopalan et al. (2015): two stacked LSTMs read the frames, then emit the words.
 
     Encoding (``init_state``): the top LSTM reads the embedded frames while the bottom one reads
@@ -173,7 +174,8 @@ class S2VT(CaptionDecoder):
     previous word; the bottom LSTM's output predicts the next word. No loss falls on the
     encoding steps. State: (h, c) of the top LSTM, then of the bottom one, each [B, 1, H].
     ``num_layers`` is there for a uniform constructor: S2VT always stacks two LSTMs (1, the
-    config default, or 2 are accepted). ``delta_dims``: see :class:`FrameDeltas`.
+    config default, or 2 are accepted). ``delta_dims``: see :class:`FrameDeltas`. Its step at
+    inference is :class:`~lrcn.models.fast_step.FastStep`'s: nn.LSTM, the log_softmax in place.
     """
 
     def __init__(self, vocab_size: int, feature_dim: int, embed_dim: int = 512, hidden_dim: int = 512,
