@@ -46,6 +46,7 @@ class EncoderConfig:
     attention_map: int = 0               # A > 0: append an A x A spatial attention map (where things are)
     flip_average: bool = False           # features: the mean of the image's and its mirror image's
     features: str = "pooled"             # pooled: one vector per image | grid: one per region (attention decoders)
+    grid_size: int = 0                   # grid: average-pool it to G x G regions (0: the backbone's own grid)
     trainable_blocks: int = 0            # 0: frozen, features cached once; N: fine-tune the last N blocks
     lr: float = 1e-5                     # learning rate of the fine-tuned blocks
     batch_size: int = 64                 # images per forward when extracting features

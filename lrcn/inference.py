@@ -23,7 +23,8 @@ def config_encoder(config: Config, pretrained: bool | None = None) -> ImageEncod
     return build_encoder(c.name, pretrained=c.pretrained if pretrained is None else pretrained,
                          trainable_blocks=c.trainable_blocks, weights_path=c.weights_path,
                          image_size=c.image_size, crop=c.crop, attention_map=c.attention_map,
-                         flip_average=c.flip_average, features=c.features)
+                         flip_average=c.flip_average, features=c.features,
+                         grid_size=c.grid_size)
 
 
 def frame_delta_args(config: Config, feature_dim: int) -> dict[str, Any]:

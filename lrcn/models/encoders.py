@@ -296,7 +296,7 @@ class ImageEncoder(nn.Module):
     def __init__(self, name: str, blocks: list[nn.Module], head: nn.Module, out_dim: int,
                  preprocess: Preprocess, categories: list[str], trainable_blocks: int = 0,
                  crop: bool = True, attention_map: int = 0, flip_average: bool = False,
-                 features: str = "pooled"):
+                 features: str = "pooled", grid_size: int = 0):
         super().__init__()
         if not 0 <= trainable_blocks <= len(blocks):
             raise ConfigError(f"trainable_blocks={trainable_blocks} for encoder '{name}': "
@@ -318,7 +318,11 @@ class ImageEncoder(nn.Module):
                               f"(a vector per region, for attention decoders)")
         if features == "grid" and attention_map:
             raise ConfigError("encoder.attention_map applies to pooled features; a grid keeps every position already")
-        self.features = features
+        if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 0:
+            raise ConfigError(f"encoder.grid_size={grid_size!r}: 0 (the backbone's own grid) or a positive side")
+        if grid_size and features != "grid":
+            raise ConfigError("encoder.grid_size pools a grid; it needs encoder.features=grid")
+        self.features, self.grid_size = features, grid_size   # grid_size G > 0: the grid average-pooled to G x G
         self.out_dim += attention_map ** 2
         self.image_size = preprocess.image_size
         self.categories = list(categories)
@@ -329,9 +333,10 @@ class ImageEncoder(nn.Module):
         resize = ([transforms.Resize(preprocess.resize_size, preprocess.interpolation, antialias=True),
                    transforms.CenterCrop(size)] if crop else
                   [transforms.Resize((size, size), preprocess.interpolation, antialias=True)])
+        grid_key = f"-grid{grid_size or ''}" if features == "grid" else ""
         self.key = (f"{name}-{size}{'' if crop else '-nocrop'}"  # names feature stores
                     f"{f'-att{attention_map}' if attention_map else ''}{'-flip' if flip_average else ''}"
-                    f"{'-grid' if features == 'grid' else ''}")
+                    f"{grid_key}")
         self.transform = transforms.Compose([
             transforms.Lambda(_to_rgb),
             *resize,
@@ -387,7 +392,7 @@ class ImageEncoder(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """[B, 3, S, S] normalised -> the configured features: global-average-pooled [B, out_dim],
         or with ``features="grid"`` the spatial grid [B, grid_dim, S/32, S/32] (regions for an
-        attention decoder).
+        attention decoder), average-pooled to [B, grid_dim, G, G] with ``grid_size=G``.
 
         With ``attention_map=A`` > 0 the pooled features [B, grid_dim] (*what* is in the image) are
         followed by an A x A spatial attention map [B, A*A] (*where*; Zagoruyko & Komodakis 2017):
@@ -406,7 +411,8 @@ class ImageEncoder(nn.Module):
 
     def _features(self, images: Tensor) -> Tensor:
         if self.features == "grid":
-            return self.forward_grid(images)
+            grid = self.forward_grid(images)
+            return F.adaptive_avg_pool2d(grid, self.grid_size) if self.grid_size else grid
         if not self.attention_map:
             return self.forward_grid(images).mean(dim=(2, 3))
         A = self.attention_map
@@ -436,13 +442,13 @@ class ImageEncoder(nn.Module):
 def build_encoder(name: str = "efficientnet_lite0", pretrained: bool = True,
                   trainable_blocks: int = 0, weights_path: str | None = None,
                   image_size: int | None = None, crop: bool = True, attention_map: int = 0,
-                  flip_average: bool = False, features: str = "pooled") -> ImageEncoder:
+                  flip_average: bool = False, features: str = "pooled", grid_size: int = 0) -> ImageEncoder:
     """Build a registered encoder. `weights_path` (a state-dict file) overrides `pretrained`;
     `image_size` changes the input side (the resize keeps the backbone's crop ratio);
     `crop=False` resizes the whole image to the input square instead of centre-cropping;
     `attention_map=A` appends an A x A spatial attention map to the features and `flip_average`
     averages them with the mirror image's, `features="grid"` gives the spatial grid instead of the
-    pooled vector (see `ImageEncoder.forward`)."""
+    pooled vector, pooled to `grid_size` x `grid_size` (see `ImageEncoder.forward`)."""
     if name not in ENCODERS:
         raise ConfigError(f"unknown encoder '{name}'; known encoders: {', '.join(ENCODERS)}")
     spec = ENCODERS[name]
@@ -451,4 +457,4 @@ def build_encoder(name: str = "efficientnet_lite0", pretrained: bool = True,
         preprocess = preprocess.at_size(image_size)
     blocks, head = spec.split(model)
     return ImageEncoder(name, blocks, head, spec.out_dim, preprocess, categories, trainable_blocks,
-                        crop, attention_map, flip_average, features)
+                        crop, attention_map, flip_average, features, grid_size)
