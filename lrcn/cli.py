@@ -24,7 +24,7 @@ def cmd_data_shapes_video(a: argparse.Namespace) -> None:
 
 
 def cmd_data_prepare(a: argparse.Namespace) -> None:
-    from lrcn.data.formats import prepare
+    from lrcn.data.prepare import prepare
     path = prepare(a.kind, a.root, a.out, karpathy_json=a.karpathy_json, restval_to_train=not a.no_restval)
     print(f"wrote {path}; train with data.split_json={path}")
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from torch import nn
 
-from lrcn.data.formats import prepare
+from lrcn.data.prepare import prepare
 from lrcn.data.records import read_karpathy
 from lrcn.data.video import (VideoDataset, cached_video_features, collate_videos, extract_video_features,
                              find_videos, list_frames, read_frames, read_notes, sample_indices, video_features,
