@@ -440,9 +440,9 @@ def test_extract_killed_and_rerun_fills_the_store_exactly_once(tiny_shapes, tmp_
     written = []
     real_write = features.FeatureStore.write
 
-    def write(self, rows, values, failed=None):
+    def write(self, rows, values, failed=None, notes=None):
         written.append(len(rows) + len(failed or {}))
-        return real_write(self, rows, values, failed)
+        return real_write(self, rows, values, failed, notes)
     monkeypatch.setattr(features.FeatureStore, "write", write)
     assert main(["-q", *args(killed)]) == 0
     assert sum(written) == n_images - n_done                           # each image read once over both runs
