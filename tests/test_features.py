@@ -119,3 +119,31 @@ def test_grid_features_are_the_spatial_grid_in_their_own_store(encoder, images, 
     torch.testing.assert_close(store.tensor([ids[i] for i in good]), expected, atol=1e-5, rtol=1e-5)
     with pytest.raises(Exception, match="made for other samples or another encoder"):
         extract(encoder, paths, ids, tmp_path / "store", FeatureSpec(num_workers=0), progress=False)
+
+
+def _lrcn_imports(path) -> set[str]:
+    """Every ``lrcn.*`` module a file imports, at the top or inside a function."""
+    import ast
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lrcn"):
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("lrcn")}
+    return out
+
+
+def test_the_data_layer_imports_no_models_and_no_circle():
+    """Whether a run is video is data.modality, not a decoder registry: lrcn.data imports only
+    lrcn.config, errors, io, text and itself, and its modules import each other in one direction."""
+    from pathlib import Path
+
+    import lrcn.data
+    folder = Path(lrcn.data.__file__).parent
+    graph = {f"lrcn.data.{p.stem}": _lrcn_imports(p) for p in folder.glob("*.py")}
+    outside = {m for targets in graph.values() for m in targets if not m.startswith("lrcn.data")}
+    assert outside <= {"lrcn.config", "lrcn.errors", "lrcn.io", "lrcn.text"}, outside
+
+    def reaches(start: str, goal: str, seen: set) -> bool:
+        return any(t == goal or (t not in seen and reaches(t, goal, seen | {t})) for t in graph.get(start, ()))
+    assert [m for m in graph if reaches(m, m, set())] == []
