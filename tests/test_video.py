@@ -299,9 +299,8 @@ def test_frame_features_in_worker_processes_skip_bad_clips(clips, tmp_path):
 def test_grid_features_of_clips_are_each_frames_grid(clips, tmp_path):
     """features="grid": a clip's row is [T, D, h, w], each frame's forward_grid, through the same loader."""
     encoder = tiny_encoder()
-    samples_ids = ["mp4", "short", "empty"]
     from lrcn.data.records import Sample
-    samples = [Sample(n, clips[n], "train", ["a caption"]) for n in samples_ids]
+    samples = [Sample(n, clips[n], "train", ["a caption"]) for n in ("mp4", "short", "empty")]
     config = video_config(tmp_path / "features", 5)
     x, kept = cached_features(config, samples, encoder, progress=False, features="grid")
     assert [s.id for s in kept] == ["mp4", "short"] and x.shape == (2, 5, 6, 4, 4)

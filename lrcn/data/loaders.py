@@ -43,8 +43,9 @@ def feature_spec(config: Config, features: str = "pooled") -> FeatureSpec:
     """What the feature store of ``config`` holds: its ``data.modality`` (images or clips, with the
     frame sampling), ``features`` (pooled or grid), and how inputs are read (``data.*``, ``encoder.batch_size``)."""
     d = config.data
-    return FeatureSpec(d.modality, features, d.num_frames, d.frame_sampling, d.fps, d.source_fps, d.max_pixels,
-                       config.encoder.batch_size, d.num_workers)
+    return FeatureSpec(modality=d.modality, features=features, num_frames=d.num_frames,
+                       frame_sampling=d.frame_sampling, fps=d.fps, source_fps=d.source_fps, max_pixels=d.max_pixels,
+                       batch_size=config.encoder.batch_size, num_workers=d.num_workers)
 
 
 def feature_store(config: Config, samples: list[Sample], encoder, spec: FeatureSpec | None = None,
