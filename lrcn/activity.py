@@ -2,7 +2,7 @@
 runs over time and predicts the clip's class at every step; the clip's prediction is the
 average of the per-step class probabilities.
 
-Typical use, on frame features cached by ``lrcn.data.video.cached_video_features``::
+Typical use, on frame features from the feature store (``lrcn.data.loaders.cached_features``)::
 
     y, classes = labels_from_samples(train_samples)
     model = ActivityLRCN(feature_dim=x.shape[-1], num_classes=len(classes))
@@ -26,11 +26,13 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from lrcn.errors import DataError, TrainingError
 from lrcn.io import atomic_path, write_json
 from lrcn.models.temporal import FrameDeltas
+from lrcn.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 class ActivityLRCN(nn.Module):
@@ -96,7 +98,7 @@ def confusion_matrix(predictions: Tensor, labels: Tensor, num_classes: int) -> T
 
 def plot_confusion(confusion: Tensor, class_names: Sequence[str], title: str = "confusion matrix"):
     """A matplotlib Figure of the row-normalised confusion matrix, with the counts written in."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure   # an optional dependency (lrcn[dev]), needed for the plot only
 
     counts = confusion.double()
     rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
@@ -248,10 +250,6 @@ def run_activity(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None
     and sizes; read back with :func:`load_activity`), ``tb/`` (TensorBoard: loss, accuracies, the
     confusion matrix), ``confusion_test.png`` and ``activity_test.json``.
     """
-    from torch.utils.tensorboard import SummaryWriter
-
-    from lrcn.train.checkpoint import save_checkpoint
-
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     x, y = train
@@ -275,8 +273,6 @@ def run_activity(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None
 
 def load_activity(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[ActivityLRCN, list[str]]:
     """The model written by :func:`run_activity` (in eval mode) and its class names."""
-    from lrcn.train.checkpoint import load_checkpoint
-
     ckpt = load_checkpoint(path)
     model = ActivityLRCN(ckpt["feature_dim"], len(ckpt["class_names"]), ckpt["hidden_dim"],
                          delta_dims=ckpt.get("delta_dims", 0), delta_gain=ckpt.get("delta_gain", 1.0))

@@ -5,28 +5,28 @@ With ``--out DIR`` it writes ``DIR/captions.json`` after every batch (so a re-ru
 already captioned) and ``DIR/index.html``, a gallery that opens from disk. Inputs that cannot be
 read are listed under ``skipped`` with the reason and never stop the run.
 
-One driver, :func:`caption_paths`, serves both: what differs between images and clips (finding
-them, loading a batch, its features, the extra fields of an entry, the gallery) is a
-:class:`Captioning`.
+One driver, :func:`caption_paths`, serves both. Inputs are read and encoded as the run's feature
+store reads them (``lrcn.data.features.FeatureSpec``: images, or clips of ``data.num_frames``
+frames); what else differs between images and clips (finding them, the extra fields of an entry,
+the gallery) is a :class:`Captioning`.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from lrcn.config import Config
-from lrcn.data.media import ImageFolderDataset, collate_skip_bad, find_images, image_size
+from lrcn.data.loaders import feature_spec
+from lrcn.data.media import find_images, image_size
 from lrcn.decoding import DecodeConfig
 from lrcn.inference import caption_features, decode_config, load_models
 from lrcn.io import write_json
-from lrcn.models.temporal import VIDEO_DECODERS
 from lrcn.report.gallery import write_gallery
 from lrcn.run import Run, resolve_device
 
@@ -35,38 +35,22 @@ FORMAT = "lrcn-captions-1"
 
 @dataclass
 class Captioning:
-    """How to caption one kind of input. Batches have ``indices`` (positions in the list of paths
-    to do, in batch order) and ``errors`` (position -> why it was skipped)."""
+    """What captioning one kind of input needs besides its features (``FeatureSpec``). Batches have
+    ``indices`` (positions in the list of paths to do, in batch order) and ``errors`` (position -> why it was skipped)."""
     format: str                                                  # captions.json "format"
-    unit: str                                                    # progress bar unit
     paths: list[Path]                                            # every input named, in order
-    loader: Callable[[list[Path]], torch.utils.data.DataLoader]  # paths to do -> batches
-    features: Callable[[Any], torch.Tensor]                      # batch -> encoder features [B, ...]
     details: Callable[[Path, Any, int], dict]                    # (path, batch, index) -> extra entry fields
     gallery: Callable[[Path, dict], None]                        # writes index.html from captions.json
     header: dict = field(default_factory=dict)                   # more keys a re-run must match to resume
 
 
-def image_captioning(config: Config, encoder, inputs: Sequence[str | Path], out_dir: Path | None,
-                     batch_size: int, num_workers: int, device: torch.device) -> Captioning:
+def image_captioning(inputs: Sequence[str | Path]) -> Captioning:
     """Images and folders of images; each entry also records the image's width and height."""
-    def loader(todo: list[Path]) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(ImageFolderDataset(todo, encoder.transform,
-                                                              max_pixels=config.data.max_pixels),
-                                           batch_size=batch_size, num_workers=num_workers if todo else 0,
-                                           collate_fn=collate_skip_bad)
-
     def details(path: Path, batch, j: int) -> dict:
         width, height = image_size(path)
         return {"width": width, "height": height}
 
-    return Captioning(FORMAT, "img", find_images(inputs), loader, lambda batch: encoder(batch.images.to(device)),
-                      details, write_gallery)
-
-
-def is_video_config(config: Config) -> bool:
-    """Whether the run's decoder captions clips (``decoder.kind`` is a video kind)."""
-    return config.decoder.kind in VIDEO_DECODERS
+    return Captioning(FORMAT, find_images(inputs), details, write_gallery)
 
 
 def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Path | None = None,
@@ -80,11 +64,12 @@ def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: st
     config, vocab, encoder, decoder = load_models(run, "best", dev)
     decode = decode or decode_config(config)
     out_dir = Path(out_dir) if out_dir else None
-    if is_video_config(config):
+    spec = replace(feature_spec(config), batch_size=batch_size, num_workers=num_workers)
+    if spec.video:
         from lrcn.video_caption import clip_captioning   # video_caption builds on this module
-        how = clip_captioning(config, encoder, inputs, out_dir, batch_size, num_workers, dev)
+        how = clip_captioning(config, inputs, out_dir)
     else:
-        how = image_captioning(config, encoder, inputs, out_dir, batch_size, num_workers, dev)
+        how = image_captioning(inputs)
     out_json = out_dir / "captions.json" if out_dir else None
     result = {"format": how.format, "run": str(run.dir.resolve()), "decode": decode.to_dict(), **how.header,
               "captions": {}, "skipped": {}}
@@ -98,14 +83,14 @@ def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: st
         if out_json:
             write_json(out_json, result)
 
-    with tqdm(total=len(todo), desc="captioning", unit=how.unit, disable=not progress) as bar:
-        for batch in how.loader(todo):
+    with tqdm(total=len(todo), desc="captioning", unit=spec.unit, disable=not progress) as bar:
+        for batch in spec.loader(todo, encoder):
             for j, reason in batch.errors.items():
                 result["skipped"][str(todo[j])] = reason
                 tqdm.write(f"skipped {todo[j]}: {reason}", file=sys.stderr)
             if batch.indices:
                 with torch.inference_mode():
-                    features = how.features(batch)
+                    features = spec.encode(encoder, spec.inputs(batch).to(dev))     # [B, D] / [B, T, D]
                 hyps = caption_features(decoder, features, vocab, decode, device=dev, bf16=config.train.bf16)
                 for j, nbest in zip(batch.indices, hyps):
                     result["captions"][str(todo[j])] = {

@@ -24,7 +24,7 @@ def cmd_data_shapes_video(a: argparse.Namespace) -> None:
 
 
 def cmd_data_prepare(a: argparse.Namespace) -> None:
-    from lrcn.data.formats import prepare
+    from lrcn.data.prepare import prepare
     path = prepare(a.kind, a.root, a.out, karpathy_json=a.karpathy_json, restval_to_train=not a.no_restval)
     print(f"wrote {path}; train with data.split_json={path}")
 
@@ -46,15 +46,15 @@ def cmd_train(a: argparse.Namespace) -> None:
 def cmd_extract(a: argparse.Namespace) -> None:
     from lrcn.config import load_config
     from lrcn.data.loaders import extract_splits
-    from lrcn.inference import build_models
+    from lrcn.inference import config_encoder
     from lrcn.run import resolve_device
     from lrcn.train import distributed
     config = load_config(a.config, a.set)
+    encoder = config_encoder(config)             # images or clips per data.modality: the stores train reads
     device = resolve_device(config.train.device)
     dist = distributed.setup(device)
-    encoder, _ = build_models(config, vocab_size=4)
-    stores = extract_splits(config, encoder, tuple(a.split), grid=a.grid, device=dist.device(device),
-                            progress=not a.quiet and dist.main, dist=dist)
+    stores = extract_splits(config, encoder, tuple(a.split), features="grid" if a.grid else "pooled",
+                            device=dist.device(device), progress=not a.quiet and dist.main, dist=dist)
     if dist.main:
         for name, directory in stores.items():
             print(f"{name}: {directory}")
@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config", help="the config whose data and encoder to use")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     s.add_argument("--split", nargs="+", default=["train", "val", "test"], help="splits to extract")
-    s.add_argument("--grid", action="store_true", help="store the spatial grid [D, h, w] instead of the pooled vector")
+    s.add_argument("--grid", action="store_true", help="store the spatial grid [D, h, w] (per frame for video) instead of the pooled vector")
     s.set_defaults(func=cmd_extract)
 
     s = sub.add_parser("evaluate", help="caption a split with a trained run and score it")

@@ -23,6 +23,7 @@ from lrcn.errors import ConfigError
 @dataclass
 class DataConfig:
     split_json: str = ""                 # a Karpathy split JSON (written by `lrcn data prepare/shapes`)
+    modality: str = "image"              # image | video: each sample is an image, or a clip of num_frames frames
     image_root: str | None = None        # default: the JSON's "image_root" key, else its folder
     feature_dir: str | None = None       # feature store; default: features/ beside split_json
     restval_to_train: bool = True

@@ -10,15 +10,30 @@ import torch
 from lrcn.config import Config
 from lrcn.decoding import DecodeConfig, Hypothesis, generate
 from lrcn.errors import ConfigError
-from lrcn.models.decoders import CaptionDecoder, build_decoder
+from lrcn.models.decoders import DECODERS, CaptionDecoder, build_decoder
 from lrcn.models.encoders import ImageEncoder, build_encoder
 from lrcn.models.temporal import VIDEO_DECODERS, delta_dims
 from lrcn.run import Run
 from lrcn.text import Vocabulary
 
 
+def check_modality(config: Config) -> None:
+    """``data.modality`` agrees with ``decoder.kind`` (video kinds read clips, the others images), and
+    a video run keeps its encoder frozen: its per-frame features are extracted once into the store."""
+    modality, kind = config.data.modality, config.decoder.kind
+    reads = "video" if kind in VIDEO_DECODERS else "image" if kind in DECODERS else modality
+    if modality != reads:
+        raise ConfigError(f"decoder.kind={kind!r} captions {reads}s, but data.modality is {modality!r}; "
+                          f"set data.modality: {reads} (or choose a decoder.kind for {modality}s)")
+    if modality == "video" and config.encoder.trainable_blocks > 0:
+        raise ConfigError(f"encoder.trainable_blocks={config.encoder.trainable_blocks} with data.modality: video: "
+                          f"fine-tuning the encoder on clips is not supported (frame features are extracted "
+                          f"once); set encoder.trainable_blocks: 0")
+
+
 def config_encoder(config: Config, pretrained: bool | None = None) -> ImageEncoder:
     """The encoder of ``config`` (frozen or partly trainable); its ``key`` names the feature stores."""
+    check_modality(config)
     c = config.encoder
     return build_encoder(c.name, pretrained=c.pretrained if pretrained is None else pretrained,
                          trainable_blocks=c.trainable_blocks, weights_path=c.weights_path,

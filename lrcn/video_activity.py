@@ -23,28 +23,18 @@ import torch
 
 from lrcn.activity import ActivityResult, labels_from_samples, run_activity
 from lrcn.config import Config, save_config
-from lrcn.data.loaders import feature_dir, load_samples, split
+from lrcn.data.loaders import cached_features, load_samples, split
 from lrcn.data.records import Sample
-from lrcn.data.video import cached_video_features
+from lrcn.errors import ConfigError
 from lrcn.inference import config_encoder, frame_delta_args
 from lrcn.run import resolve_device
-
-
-def split_features(config: Config, samples: list[Sample], encoder, device: torch.device | str = "cpu",
-                   progress: bool = True) -> tuple[torch.Tensor, list[Sample]]:
-    """Frame features [N, T, D] of the readable ``samples`` (one split), from the feature store that
-    ``lrcn train`` / ``lrcn evaluate`` use for the same split, extracting what is missing;
-    unreadable clips are reported and left out."""
-    c, d = config.encoder, config.data
-    return cached_video_features(samples, encoder, feature_dir(config), d.num_frames, mode=d.frame_sampling,
-                                 fps=d.fps, source_fps=d.source_fps,
-                                 batch_size=max(1, c.batch_size // d.num_frames), num_workers=d.num_workers,
-                                 device=device, max_pixels=d.max_pixels, progress=progress)
 
 
 def train_activity_run(config: Config, progress: bool = True) -> tuple[Path, ActivityResult]:
     """Train an activity LSTM on the train split (keeping the best epoch by val accuracy when there
     is a val split) and evaluate it on test; returns the output folder and the test result."""
+    if config.data.modality != "video":
+        raise ConfigError(f"lrcn activity classifies clips; data.modality is {config.data.modality!r}, set it to video")
     out_dir = Path(config.train.runs_dir) / config.name
     device = resolve_device(config.train.device)
     samples = load_samples(config)
@@ -54,7 +44,8 @@ def train_activity_run(config: Config, progress: bool = True) -> tuple[Path, Act
     for name in ("train", "val", "test"):
         if name == "val" and not any(s.split == "val" for s in samples):
             continue
-        parts[name] = split_features(config, split(samples, name), encoder, device, progress)
+        # frame features [N, T, D] from the store `lrcn train` / `lrcn evaluate` use for the same split
+        parts[name] = cached_features(config, split(samples, name), encoder, device, progress)
     _, classes = labels_from_samples(parts["train"][1])
     data = {name: (x, labels_from_samples(kept, classes=classes)[0]) for name, (x, kept) in parts.items()}
     out_dir.mkdir(parents=True, exist_ok=True)

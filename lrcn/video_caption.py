@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from lrcn.caption import Captioning
 from lrcn.config import Config
-from lrcn.data.video import VideoDataset, collate_videos, find_videos, list_frames, read_frames
+from lrcn.data.video import find_videos, list_frames, read_frames
 from lrcn.errors import MediaError
 from lrcn.io import atomic_path
 from lrcn.report.gallery import write_video_gallery
@@ -78,29 +78,21 @@ def strip_name(clip: Path) -> str:
     return f"{safe}-{digest}.jpg"
 
 
-def clip_captioning(config: Config, encoder, inputs: Sequence[str | os.PathLike], out_dir: Path | None,
-                    batch_size: int, num_workers: int, device: torch.device) -> Captioning:
-    """Video files and frame folders (``find_clips``), ``data.num_frames`` sampled from each as in
-    training; a batch holds ``batch_size // num_frames`` clips (at least one). Each entry also has
-    the clip's ``notes`` (padding, replaced frames) and, with ``out_dir``, its frame ``strip``."""
+def clip_captioning(config: Config, inputs: Sequence[str | os.PathLike], out_dir: Path | None) -> Captioning:
+    """Video files and frame folders (``find_clips``), read as the feature store reads clips
+    (``data.num_frames`` sampled from each as in training). Each entry also has the clip's
+    ``notes`` (padding, replaced frames) and, with ``out_dir``, its frame ``strip``."""
     d = config.data
-    sampling = {"mode": d.frame_sampling, "fps": d.fps, "source_fps": d.source_fps, "max_pixels": d.max_pixels}
-
-    def loader(todo: list[Path]) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(VideoDataset(todo, d.num_frames, encoder.transform, **sampling),
-                                           batch_size=max(1, batch_size // d.num_frames),
-                                           num_workers=num_workers if todo else 0, collate_fn=collate_videos)
 
     def details(clip: Path, batch, j: int) -> dict:
         entry = {"notes": batch.notes.get(j, "")}
         if entry["notes"]:
             tqdm.write(entry["notes"], file=sys.stderr)
         if out_dir:
-            frames, _ = read_frames(clip, d.num_frames, size=STRIP_HEIGHT, **sampling)    # [T, h, w, 3]
+            frames, _ = read_frames(clip, d.num_frames, mode=d.frame_sampling, fps=d.fps, source_fps=d.source_fps,
+                                    size=STRIP_HEIGHT, max_pixels=d.max_pixels)              # [T, h, w, 3]
             entry["strip"] = f"strips/{strip_name(clip)}"
             write_strip(out_dir / entry["strip"], frames)
         return entry
 
-    return Captioning(FORMAT, "clip", find_clips(inputs), loader,
-                      lambda batch: encoder.encode_frames(batch.clips.to(device)),      # [B, T, D]
-                      details, write_video_gallery, header={"num_frames": d.num_frames})
+    return Captioning(FORMAT, find_clips(inputs), details, write_video_gallery, header={"num_frames": d.num_frames})

@@ -348,6 +348,7 @@ def photo_folder(tiny_shapes, folder: Path) -> tuple[list[str], list[str]]:
 def test_caption_killed_and_rerun_captions_every_image_exactly_once(caption_run, tiny_shapes, tmp_path,
                                                                     monkeypatch):
     import lrcn.caption
+    import lrcn.data.features
 
     good, bad = photo_folder(tiny_shapes, tmp_path / "photos")
     args = ["caption", str(caption_run), str(tmp_path / "photos"), "--batch-size", "2", "--beam", "2"]
@@ -372,8 +373,8 @@ def test_caption_killed_and_rerun_captions_every_image_exactly_once(caption_run,
 
     # the re-run reads exactly the images not yet captioned or skipped, and nothing else
     read, decoded = [], []
-    real_dataset, real_caption = lrcn.caption.ImageFolderDataset, lrcn.caption.caption_features
-    monkeypatch.setattr(lrcn.caption, "ImageFolderDataset",
+    real_dataset, real_caption = lrcn.data.features.ImageFolderDataset, lrcn.caption.caption_features
+    monkeypatch.setattr(lrcn.data.features, "ImageFolderDataset",      # captioning reads as the feature store does
                         lambda paths, *a, **k: read.extend(map(str, paths)) or real_dataset(paths, *a, **k))
     monkeypatch.setattr(lrcn.caption, "caption_features",
                         lambda decoder, features, *a, **k: decoded.append(len(features)) or
@@ -440,9 +441,9 @@ def test_extract_killed_and_rerun_fills_the_store_exactly_once(tiny_shapes, tmp_
     written = []
     real_write = features.FeatureStore.write
 
-    def write(self, rows, values, failed=None):
+    def write(self, rows, values, failed=None, notes=None):
         written.append(len(rows) + len(failed or {}))
-        return real_write(self, rows, values, failed)
+        return real_write(self, rows, values, failed, notes)
     monkeypatch.setattr(features.FeatureStore, "write", write)
     assert main(["-q", *args(killed)]) == 0
     assert sum(written) == n_images - n_done                           # each image read once over both runs

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lrcn.data.formats import READERS, prepare, read_coco_captions, read_flickr_tokens, read_token_file
+from lrcn.data.formats import read_coco_captions, read_flickr_tokens, read_token_file
+from lrcn.data.prepare import READERS, prepare
 from lrcn.data.records import read_karpathy
 from lrcn.errors import DataError
 

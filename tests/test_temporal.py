@@ -90,10 +90,11 @@ def test_frame_deltas_in_the_config():
     config = Config()
     config.encoder.pretrained, config.encoder.image_size, config.encoder.attention_map = False, 64, 8
     config.decoder.kind, config.decoder.frame_deltas, config.decoder.delta_gain = "s2vt", "where", 10.0
+    config.data.modality = "video"
     _, decoder = build_models(config, V)
     assert decoder.deltas.dims == 64 and decoder.deltas.gain == 10.0
     assert decoder.frame_embed.in_features == decoder.feature_dim + 64
-    config.decoder.kind = "show_and_tell"
+    config.decoder.kind, config.data.modality = "show_and_tell", "image"
     with pytest.raises(ConfigError, match="needs a video decoder"):
         build_models(config, V)
 

@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 from PIL import Image
 from torch import nn
 
-from lrcn.data.formats import prepare
+from lrcn.data.prepare import prepare
 from lrcn.data.records import read_karpathy
-from lrcn.data.video import (VideoDataset, cached_video_features, collate_videos, extract_video_features,
-                             find_videos, list_frames, read_frames, read_notes, sample_indices, video_features,
+from lrcn.config import Config, DataConfig
+from lrcn.data.features import FeatureSpec, extract
+from lrcn.data.loaders import cached_features
+from lrcn.data.video import (VideoDataset, collate_videos, find_videos, list_frames, read_frames, sample_indices,
                              write_video)
 from lrcn.errors import ConfigError, DataError, MediaError
 from lrcn.models.encoders import ImageEncoder, Preprocess
@@ -235,11 +237,11 @@ def test_batched_frame_features_equal_a_per_frame_loop_and_resume(clips, tmp_pat
     encoder.body.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
     names = list(clips)
     ids = [f"id_{n}" for n in names]
-    store = extract_video_features(encoder, [clips[n] for n in names], ids, tmp_path / "store", 5, batch_size=3,
-                                   num_workers=0, progress=False)
+    spec = FeatureSpec("video", num_frames=5, batch_size=3 * 5, num_workers=0)     # 3 clips of 5 frames a batch
+    store = extract(encoder, [clips[n] for n in names], ids, tmp_path / "store", spec, progress=False)
     assert calls == [3 * 5, 1 * 5]                 # one forward per batch over all B x T frames (2 bad clips)
     assert store.complete and set(store.failed) == {"id_empty", "id_corrupt"}
-    assert "id_short" in read_notes(tmp_path / "store")
+    assert "id_short" in store.notes and "id_short" in json.loads((tmp_path / "store" / "notes.json").read_text())
     features = store.tensor(ids)
     assert features.shape == (6, 5, 6)
     with torch.inference_mode():
@@ -250,39 +252,66 @@ def test_batched_frame_features_equal_a_per_frame_loop_and_resume(clips, tmp_pat
     assert torch.equal(features[4:], torch.zeros(2, 5, 6))          # failed rows stay zero
     # a second run finds everything done and runs nothing
     calls.clear()
-    again = extract_video_features(encoder, [clips[n] for n in names], ids, tmp_path / "store", 5, num_workers=0,
-                                   progress=False)
+    again = extract(encoder, [clips[n] for n in names], ids, tmp_path / "store",
+                    FeatureSpec("video", num_frames=5, num_workers=0), progress=False)
     assert calls == [] and torch.equal(again.tensor(ids), features)
     # another sampling is another store, refused in the same folder
     with pytest.raises(DataError, match="other samples or another encoder"):
-        extract_video_features(encoder, [clips[n] for n in names], ids, tmp_path / "store", 6, num_workers=0,
-                               progress=False)
+        extract(encoder, [clips[n] for n in names], ids, tmp_path / "store",
+                FeatureSpec("video", num_frames=6, num_workers=0), progress=False)
+
+
+def video_config(root: Path, num_frames: int, **data) -> Config:
+    return Config(data=DataConfig(modality="video", num_frames=num_frames, feature_dir=str(root), num_workers=0,
+                                  **data))
 
 
 @needs_pyav
 def test_cached_video_features_keep_the_readable_samples(clips, tmp_path):
     from lrcn.data.records import Sample
     samples = [Sample(n, p, "train", ["a caption"]) for n, p in clips.items()]
-    x, kept = cached_video_features(samples, tiny_encoder(), tmp_path / "features", 4, num_workers=0, progress=False)
+    config = video_config(tmp_path / "features", 4)
+    x, kept = cached_features(config, samples, tiny_encoder(), progress=False)
     assert [s.id for s in kept] == ["mp4", "mkv", "folder", "short"] and x.shape == (4, 4, 6)
     store_dirs = list((tmp_path / "features").iterdir())
     assert len(store_dirs) == 1 and store_dirs[0].name.startswith(f"{tiny_encoder().key}-frames4-uniform-6-")
     assert json.loads((store_dirs[0] / "meta.json").read_text())["shape"] == [4, 6]
     with pytest.raises(DataError, match="none of the 2 videos"):
-        cached_video_features(samples[4:], tiny_encoder(), tmp_path / "features", 4, num_workers=0, progress=False)
+        cached_features(config, samples[4:], tiny_encoder(), progress=False)
 
 
 @needs_pyav
-def test_video_features_in_worker_processes_skip_bad_clips(clips, tmp_path):
-    """No store, DataLoader workers: the readable clips' features, in order, and the errors."""
+def test_frame_features_in_worker_processes_skip_bad_clips(clips, tmp_path):
+    """DataLoader workers: the readable clips' features, in order, and the errors, as without workers."""
     encoder, names = tiny_encoder(), list(clips)
-    x, kept, errors = video_features(encoder, [clips[n] for n in names], 4, batch_size=4, num_workers=2,
-                                     progress=False)
-    assert [names[i] for i in kept] == ["mp4", "mkv", "folder", "short"] and x.shape == (4, 4, 6)
-    assert {names[i] for i in errors} == {"empty", "corrupt"}
-    store = extract_video_features(encoder, [clips[n] for n in names], names, tmp_path / "s", 4, num_workers=0,
-                                   progress=False)
-    torch.testing.assert_close(x, store.tensor(names[:4]))
+    paths = [clips[n] for n in names]
+    workers = extract(encoder, paths, names, tmp_path / "w", FeatureSpec("video", num_frames=4, batch_size=16,
+                                                                          num_workers=2), progress=False)
+    kept = [n for n in names if n not in workers.failed]
+    assert kept == ["mp4", "mkv", "folder", "short"] and workers.tensor(kept).shape == (4, 4, 6)
+    assert set(workers.failed) == {"empty", "corrupt"}
+    store = extract(encoder, paths, names, tmp_path / "s", FeatureSpec("video", num_frames=4, num_workers=0),
+                    progress=False)
+    torch.testing.assert_close(workers.tensor(kept), store.tensor(names[:4]))
+
+
+@needs_pyav
+def test_grid_features_of_clips_are_each_frames_grid(clips, tmp_path):
+    """features="grid": a clip's row is [T, D, h, w], each frame's forward_grid, through the same loader."""
+    encoder = tiny_encoder()
+    from lrcn.data.records import Sample
+    samples = [Sample(n, clips[n], "train", ["a caption"]) for n in ("mp4", "short", "empty")]
+    config = video_config(tmp_path / "features", 5)
+    x, kept = cached_features(config, samples, encoder, progress=False, features="grid")
+    assert [s.id for s in kept] == ["mp4", "short"] and x.shape == (2, 5, 6, 4, 4)
+    with torch.inference_mode():
+        for row, name in enumerate(["mp4", "short"]):
+            frames, _ = read_frames(clips[name], 5)
+            images = torch.stack([encoder.transform(Image.fromarray(f)) for f in frames.numpy()])
+            torch.testing.assert_close(x[row], encoder.forward_grid(images), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(x[row].mean((2, 3)), encoder(images), atol=1e-5, rtol=1e-5)
+    assert sorted(p.name.rsplit("-", 2)[0] for p in (tmp_path / "features").iterdir()) == \
+        [f"{encoder.key}-grid-frames5-uniform"]
 
 
 # ----------------------------------------------------------------------------- MSVD and MSR-VTT

@@ -4,6 +4,7 @@ LRCN activity recognition, and `lrcn demo --video`."""
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,6 +90,59 @@ def test_train_on_clips_writes_a_run_with_frame_features(video_run, clips):
               for p in (clips.parent / "features").iterdir()}
     assert set(stores) == {"efficientnet_lite0-48-nocrop-att3-frames5-uniform"}
     assert {tuple(m["shape"]) for m in stores.values()} == {(FRAMES, 1289)}
+
+
+def test_extract_on_a_video_config_fills_the_stores_that_train_reads(clips, tmp_path, monkeypatch, capsys):
+    """`lrcn extract` on a video config: one frame-feature store per split, [T, D] rows of the readable
+    clips; `lrcn train` then reads them and extracts nothing; `--grid` stores [T, D, h, w]."""
+    from lrcn.data import features
+    store_root = tmp_path / "features"
+    args = overrides(**{"data.split_json": clips, "data.feature_dir": store_root, "train.runs_dir": tmp_path,
+                        "name": "reuse", "train.epochs": 1})
+    assert main(["-q", "extract", str(VIDEO_DEMO_CONFIG), *args]) == 0
+    printed = dict(line.split(": ") for line in capsys.readouterr().out.splitlines()
+                   if line.split(": ")[0] in ("train", "val", "test"))     # besides the notes of short clips
+    samples = read_karpathy(clips)
+    assert sorted(printed) == ["test", "train", "val"]
+    for split, folder in printed.items():
+        meta = json.loads((Path(folder) / "meta.json").read_text())
+        assert Path(folder).parent == store_root and Path(folder).name.startswith(
+            "efficientnet_lite0-48-nocrop-att3-frames5-uniform-")
+        assert meta["ids"] == [s.id for s in samples if s.split == split] and meta["shape"] == [FRAMES, 1289]
+        assert np.load(Path(folder) / "done.npy").all()
+        assert np.abs(np.load(Path(folder) / "features.npy")).sum(axis=(1, 2)).min() > 0     # every row written
+
+    def no_extraction(*a, **k):
+        raise AssertionError("train extracted features that lrcn extract had stored")
+    monkeypatch.setattr(features.FeatureStore, "write", no_extraction)
+    assert main(["-q", "train", str(VIDEO_DEMO_CONFIG), *args]) == 0
+    assert Run.open(tmp_path / "reuse").best.exists()
+    assert sorted(p.name for p in store_root.iterdir()) == sorted(Path(f).name for f in printed.values())
+    monkeypatch.undo()
+
+    assert main(["-q", "extract", str(VIDEO_DEMO_CONFIG), *args, "--grid", "--split", "test"]) == 0
+    grid = Path(capsys.readouterr().out.splitlines()[-1].removeprefix("test: "))
+    assert grid.name.startswith("efficientnet_lite0-48-nocrop-att3-grid-frames5-uniform-")
+    assert json.loads((grid / "meta.json").read_text())["shape"] == [FRAMES, 1280, 2, 2]
+
+
+@pytest.mark.parametrize("command", ["train", "extract"])
+def test_fine_tuning_a_video_run_is_refused_before_any_feature(clips, tmp_path, capsys, command):
+    args = overrides(**{"data.split_json": clips, "data.feature_dir": tmp_path / "features",
+                        "train.runs_dir": tmp_path, "encoder.trainable_blocks": 1})
+    assert main(["-q", command, str(VIDEO_DEMO_CONFIG), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "encoder.trainable_blocks=1" in err and "data.modality: video" in err
+    assert not (tmp_path / "features").exists()
+
+
+@pytest.mark.parametrize("change, named", [({"data.modality": "image"}, "decoder.kind='s2vt' captions videos"),
+                                           ({"decoder.kind": "show_and_tell"}, "captions images")])
+def test_modality_and_decoder_kind_must_agree(clips, tmp_path, capsys, change, named):
+    args = overrides(**{"data.split_json": clips, "data.feature_dir": tmp_path / "features", **change})
+    assert main(["-q", "extract", str(VIDEO_DEMO_CONFIG), *args]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "data.modality" in err and not (tmp_path / "features").exists()
 
 
 def test_evaluate_a_video_run(video_run, tmp_path, capsys, no_java):

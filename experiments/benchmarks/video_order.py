@@ -30,13 +30,12 @@ import torch
 
 from lrcn.config import Config, load_config
 from lrcn.data.features import FeatureStore, store_name
-from lrcn.data.loaders import load_samples, split
+from lrcn.data.loaders import cached_features, feature_spec, load_samples, split
 from lrcn.data.shapes_video import generate_shapes_video, named_motions
-from lrcn.data.video import sampling_name
 from lrcn.evaluate import evaluate
 from lrcn.inference import config_encoder, decode_config
 from lrcn.train.loop import train
-from lrcn.video_activity import split_features, train_activity_run
+from lrcn.video_activity import train_activity_run
 from lrcn.video_demo import ACTIVITY_DEMO_CONFIG, VIDEO_DEMO_CONFIG
 
 SPLITS = ("train", "val", "test")
@@ -48,10 +47,10 @@ def write_shuffled_stores(config: Config, target: Path, seed: int) -> None:
     encoder = config_encoder(config)
     samples = load_samples(config)
     T = config.data.num_frames
-    name = f"{encoder.key}-{sampling_name(T, config.data.frame_sampling, config.data.fps)}"
+    name = feature_spec(config).key(encoder)
     for part in SPLITS:
         chosen = split(samples, part)
-        x, kept = split_features(config, chosen, encoder, progress=False)            # [N, T, D]
+        x, kept = cached_features(config, chosen, encoder, progress=False)           # [N, T, D]
         if len(kept) != len(chosen):
             raise SystemExit("a shapes-video clip could not be read; regenerate the data")
         g = torch.Generator().manual_seed(seed)

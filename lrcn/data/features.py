@@ -1,16 +1,25 @@
-"""A memory-mapped feature store: a frozen encoder runs once over a dataset, resumably.
+"""One feature store for images and clips: a frozen encoder runs once over a dataset, resumably.
+
+What a row holds is a :class:`FeatureSpec`: an image's pooled vector [D] or spatial grid
+[D, h, w], or, for a clip (``modality="video"``), the same per frame, [T, D] or [T, D, h, w]; a
+clip's ``num_frames`` sampled frames go through the same encoder, all B x T frames of a batch in
+one forward (``ImageEncoder.encode_frames``). :func:`extract` fills a store; ``lrcn train``,
+``lrcn extract``, ``lrcn evaluate``, ``lrcn activity`` and the demos all reach it through
+``lrcn.data.loaders`` (``cached_features`` / ``extract_splits``), and ``lrcn caption`` reads its
+inputs with the same :meth:`FeatureSpec.loader` and :meth:`FeatureSpec.encode`.
 
 Layout of a store folder::
 
-    meta.json      format, encoder, feature shape, the sample ids in row order
+    meta.json      format, encoder (and feature kind, frame sampling), feature shape, the sample ids in row order
     features.npy   float32 [N, *shape], memory-mapped (numpy .npy, readable without lrcn)
     done.npy       bool [N]: rows whose features are written and flushed
-    failed.json    {id: reason} for images that could not be read (their rows stay zero)
+    failed.json    {id: reason} for inputs that could not be read (their rows stay zero)
+    notes.json     {id: note} for clips that were patched (padded, frames replaced); see lrcn.data.video
 
 Rows are flushed to disk before ``done.npy`` is atomically rewritten, so a killed extraction
 leaves a store that resumes where it stopped and never marks an unwritten row as done. Under
 torchrun each process extracts every WORLD-th missing row and keeps its own ``done.rankR.npy`` /
-``failed.rankR.json``; a store reads the union of all of them.
+``failed.rankR.json`` / ``notes.rankR.json``; a store reads the union of all of them.
 """
 
 from __future__ import annotations
@@ -18,23 +27,102 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from lrcn.errors import DataError
+from lrcn.data.media import DEFAULT_MAX_PIXELS, ImageFolderDataset, collate_skip_bad
+from lrcn.data.video import VideoDataset, check_sampling, collate_videos, sampling_name
+from lrcn.errors import ConfigError, DataError
 from lrcn.io import atomic_path, write_json
 
 FORMAT = "lrcn-features-1"
+MODALITIES = ("image", "video")
+FEATURE_KINDS = ("pooled", "grid")     # pooled: [D] per image / frame; grid: the spatial grid [D, h, w]
 
 
-def store_name(encoder_name: str, ids: Sequence[str], grid: bool = False) -> str:
-    """A folder name that changes whenever the encoder or the set of samples does."""
+def store_name(key: str, ids: Sequence[str]) -> str:
+    """A folder name that changes whenever the encoder, the feature spec (``key``) or the set of samples does."""
     digest = hashlib.sha1("\n".join(ids).encode("utf-8")).hexdigest()[:10]
-    return f"{encoder_name}{'-grid' if grid else ''}-{len(ids)}-{digest}"
+    return f"{key}-{len(ids)}-{digest}"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What one row of a feature store holds, and how its input is read and encoded."""
+
+    modality: str = "image"              # image | video: a clip, num_frames frames through the same encoder
+    features: str = "pooled"             # pooled [D] | grid [D, h, w] (per frame for a clip)
+    num_frames: int = 16                 # video: frames sampled per clip (lrcn.data.video.sample_indices)
+    frame_sampling: str = "uniform"      # video: uniform | fps
+    fps: float | None = None             # video: frames per second with frame_sampling=fps
+    source_fps: float | None = None      # video: frame rate of frame folders
+    max_pixels: int | None = DEFAULT_MAX_PIXELS   # larger images / frames are refused
+    batch_size: int = 64                 # images (frames) per forward; clips per batch: batch_size // num_frames
+    num_workers: int = 2                 # DataLoader workers decoding the inputs
+
+    def __post_init__(self):
+        if self.modality not in MODALITIES:
+            raise ConfigError(f"data.modality={self.modality!r}: choose one of {', '.join(MODALITIES)}")
+        if self.features not in FEATURE_KINDS:
+            raise ConfigError(f"feature kind {self.features!r}: choose one of {', '.join(FEATURE_KINDS)}")
+        if self.video:
+            check_sampling(self.num_frames, self.frame_sampling, self.fps)
+
+    @property
+    def video(self) -> bool:
+        return self.modality == "video"
+
+    @property
+    def unit(self) -> str:
+        return "clip" if self.video else "img"
+
+    def key(self, encoder) -> str:
+        """The encoder, feature kind and frame sampling: names a store and is checked when it is reopened."""
+        grid = "-grid" if self.features == "grid" else ""
+        frames = f"-{sampling_name(self.num_frames, self.frame_sampling, self.fps)}" if self.video else ""
+        return f"{encoder.key}{grid}{frames}"
+
+    def loader(self, paths: Sequence[str | os.PathLike], encoder) -> torch.utils.data.DataLoader:
+        """Batches of the inputs at ``paths`` prepared by ``encoder.transform``; an unreadable input is
+        an error of its batch (``batch.errors``), a patched clip a note (``batch.notes``), never a crash."""
+        if self.video:
+            dataset = VideoDataset(paths, self.num_frames, encoder.transform, mode=self.frame_sampling, fps=self.fps,
+                                   source_fps=self.source_fps, max_pixels=self.max_pixels)
+            batch_size, collate = max(1, self.batch_size // self.num_frames), collate_videos
+        else:   # JPEGs decode at a reduced DCT scale when that still covers the encoder's resize (PIL's draft mode)
+            dataset = ImageFolderDataset(paths, encoder.transform, max_pixels=self.max_pixels,
+                                         min_side=round(encoder.image_size * 8 / 7))
+            batch_size, collate = self.batch_size, collate_skip_bad
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers if paths else 0,
+                                           collate_fn=collate, persistent_workers=False)
+
+    def inputs(self, batch) -> Tensor:
+        """A loader batch's tensor: images [B, 3, S, S] or clips [B, T, 3, S, S]."""
+        return batch.clips if self.video else batch.images
+
+    def encode(self, encoder, inputs: Tensor) -> Tensor:
+        """Images [B, 3, S, S] -> [B, D] or [B, D, h, w]; clips [B, T, 3, S, S] -> [B, T, ...] in one
+        forward over all B x T frames."""
+        grid = self.features == "grid"
+        if self.video:
+            return encoder.encode_frames(inputs, grid=grid)
+        return encoder.forward_grid(inputs) if grid else encoder(inputs)
+
+    def shape(self, encoder, device: str | torch.device = "cpu") -> tuple[int, ...]:
+        """The shape of one row: [D] or [D, h, w], with [T] in front for a clip."""
+        if self.features == "pooled":
+            frame = (encoder.out_dim,)
+        else:
+            size = encoder.image_size
+            with torch.inference_mode():
+                frame = tuple(encoder.forward_grid(torch.zeros(1, 3, size, size, device=device)).shape[1:])
+        return (self.num_frames, *frame) if self.video else frame
 
 
 class FeatureStore:
@@ -65,9 +153,15 @@ class FeatureStore:
             self.done = np.zeros(len(self.ids), dtype=bool)
             self._save_done()
             write_json(meta_path, meta, indent=None)
-        self.failed: dict[str, str] = {}
-        for path in sorted(self.dir.glob("failed*.json")):
-            self.failed.update(json.loads(path.read_text(encoding="utf-8")))
+        self.failed = self._read_union("failed")
+        self.notes = self._read_union("notes")
+
+    def _read_union(self, what: str) -> dict[str, str]:
+        """{id: text} of ``what*.json``: this store's, and each process's under torchrun."""
+        out: dict[str, str] = {}
+        for path in sorted(self.dir.glob(f"{what}*.json")):
+            out.update(json.loads(path.read_text(encoding="utf-8")))
+        return out
 
     def _save_done(self) -> None:
         with atomic_path(self.dir / f"done{self.part}.npy") as tmp:
@@ -81,11 +175,16 @@ class FeatureStore:
     def missing(self) -> list[int]:
         return np.flatnonzero(~self.done).tolist()
 
-    def write(self, rows: Sequence[int], values: np.ndarray, failed: dict[str, str] | None = None) -> None:
-        """Store ``values`` [n, *shape] at ``rows``; ``failed`` rows (by id) are marked done but listed."""
+    def write(self, rows: Sequence[int], values: np.ndarray, failed: dict[str, str] | None = None,
+              notes: dict[str, str] | None = None) -> None:
+        """Store ``values`` [n, *shape] at ``rows``; ``failed`` rows (by id) are marked done but listed;
+        ``notes`` (by id) say what was patched in a row's input."""
         if len(rows):
             self.features[np.asarray(rows)] = values
             self.features.flush()
+        if notes:
+            self.notes.update(notes)
+            write_json(self.dir / f"notes{self.part}.json", self.notes)
         if failed:
             self.failed.update(failed)
             write_json(self.dir / f"failed{self.part}.json", self.failed)
@@ -101,52 +200,43 @@ class FeatureStore:
         return torch.from_numpy(np.array(self.features[[self.row[i] for i in ids]]))
 
 
-def extract(encoder: torch.nn.Module, paths: Sequence[Path], ids: Sequence[str], directory: str | os.PathLike,
-            *, grid: bool = False, batch_size: int = 64, num_workers: int = 2, device: str | torch.device = "cpu",
-            max_pixels: int | None = None, progress: bool = True,
-            forward: Callable[[torch.Tensor], torch.Tensor] | None = None, dist=None) -> FeatureStore:
-    """Run ``encoder`` over the images at ``paths`` into a store (resuming one that exists).
+def extract(encoder, paths: Sequence[str | os.PathLike], ids: Sequence[str], directory: str | os.PathLike,
+            spec: FeatureSpec = FeatureSpec(), *, device: str | torch.device = "cpu", progress: bool = True,
+            dist=None) -> FeatureStore:
+    """Run the frozen ``encoder`` over the images or clips at ``paths`` (rows ``ids``, as ``spec``
+    says) into the store at ``directory``, resuming one that exists.
 
-    Images that cannot be read are reported in the store's ``failed.json`` and skipped. With
-    ``dist`` (lrcn.train.distributed.Dist) each process extracts its share of the missing rows.
+    Inputs that cannot be read are reported in the store's ``failed.json`` and skipped; patched
+    clips in its ``notes.json``. With ``dist`` (lrcn.train.distributed.Dist) each process
+    extracts its share of the missing rows.
     """
-    from lrcn.data.media import ImageFolderDataset, collate_skip_bad
-
     if len(paths) != len(ids):
         raise ValueError("paths and ids differ in length")
-    forward = forward or (encoder.forward_grid if grid else encoder)
     encoder.eval().to(device)
-    shape = _output_shape(encoder, forward, device)
-    name = encoder.key + ("-grid" if grid else "")
+    shape = spec.shape(encoder, device)
     rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
     if rank == 0:
-        store = FeatureStore(directory, ids, shape, name, part=f".rank{rank}" if world > 1 else "")
+        store = FeatureStore(directory, ids, shape, spec.key(encoder), part=f".rank{rank}" if world > 1 else "")
     if dist is not None:
         dist.barrier()
     if rank != 0:
-        store = FeatureStore(directory, ids, shape, name, part=f".rank{rank}")
+        store = FeatureStore(directory, ids, shape, spec.key(encoder), part=f".rank{rank}")
     todo = store.missing()[rank::world]
     if not todo:
         return store
-    # JPEGs decode at a reduced DCT scale when that still covers the encoder's resize (PIL's draft mode)
-    dataset = ImageFolderDataset([paths[i] for i in todo], encoder.transform, max_pixels=max_pixels,
-                                 min_side=round(encoder.image_size * 8 / 7))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                                         collate_fn=collate_skip_bad, persistent_workers=False)
-    with torch.inference_mode(), tqdm(total=len(todo), desc=f"features {encoder.name}", disable=not progress,
-                                      unit="img") as bar:
-        for batch in loader:
+    what = "frame features" if spec.video else "features"
+    with torch.inference_mode(), tqdm(total=len(todo), desc=f"{what} {encoder.name}", disable=not progress,
+                                      unit=spec.unit) as bar:
+        for batch in spec.loader([paths[i] for i in todo], encoder):
             rows = [todo[j] for j in batch.indices]
-            values = forward(batch.images.to(device)).float().cpu().numpy() if rows else np.zeros((0, *shape))
+            values = (spec.encode(encoder, spec.inputs(batch).to(device)).float().cpu().numpy() if rows
+                      else np.zeros((0, *shape), dtype=np.float32))
             failed = {ids[todo[j]]: reason for j, reason in batch.errors.items()}
+            notes = {ids[todo[j]]: note for j, note in batch.notes.items()}
             for name, reason in failed.items():
                 tqdm.write(f"skipped {paths[store.row[name]]}: {reason}")
-            store.write(rows, values, failed)
+            for note in notes.values():
+                tqdm.write(note)
+            store.write(rows, values, failed, notes)
             bar.update(len(rows) + len(failed))
     return store
-
-
-def _output_shape(encoder, forward, device) -> tuple[int, ...]:
-    size = encoder.image_size
-    with torch.inference_mode():
-        return tuple(forward(torch.zeros(1, 3, size, size, device=device)).shape[1:])

@@ -1,4 +1,7 @@
-"""From a config to tensors: samples of a split, their cached features, caption batches."""
+"""From a config to tensors: samples of a split, their cached features, caption batches.
+
+Whether a run reads images or clips is ``data.modality`` (the feature store's ``FeatureSpec``);
+nothing here depends on the models."""
 
 from __future__ import annotations
 
@@ -8,11 +11,9 @@ from pathlib import Path
 import torch
 
 from lrcn.config import Config
-from lrcn.data.features import extract, store_name
+from lrcn.data.features import FeatureSpec, FeatureStore, extract, store_name
 from lrcn.data.records import Sample, read_karpathy
-from lrcn.data.video import cached_video_features
 from lrcn.errors import ConfigError, DataError
-from lrcn.models.temporal import VIDEO_DECODERS
 from lrcn.text import Vocabulary
 
 
@@ -38,48 +39,57 @@ def feature_dir(config: Config) -> Path:
     return Path(config.data.feature_dir or Path(config.data.split_json).parent / "features")
 
 
-def extract_splits(config: Config, encoder, splits: tuple[str, ...] = ("train", "val", "test"), grid: bool = False,
-                   device="cpu", progress: bool = True, dist=None) -> dict[str, Path]:
+def feature_spec(config: Config, features: str = "pooled") -> FeatureSpec:
+    """What the feature store of ``config`` holds: its ``data.modality`` (images or clips, with the
+    frame sampling), ``features`` (pooled or grid), and how inputs are read (``data.*``, ``encoder.batch_size``)."""
+    d = config.data
+    return FeatureSpec(modality=d.modality, features=features, num_frames=d.num_frames,
+                       frame_sampling=d.frame_sampling, fps=d.fps, source_fps=d.source_fps, max_pixels=d.max_pixels,
+                       batch_size=config.encoder.batch_size, num_workers=d.num_workers)
+
+
+def feature_store(config: Config, samples: list[Sample], encoder, spec: FeatureSpec | None = None,
+                  device="cpu", progress: bool = True, dist=None) -> FeatureStore:
+    """The store of the ``samples``' features (``feature_spec(config)`` unless ``spec``) under the
+    config's feature folder, extracting what is missing; under torchrun the processes share the work."""
+    spec = spec or feature_spec(config)
+    ids = [s.id for s in samples]
+    directory = feature_dir(config) / store_name(spec.key(encoder), ids)
+    return extract(encoder, [s.path for s in samples], ids, directory, spec, device=device, progress=progress,
+                   dist=dist)
+
+
+def extract_splits(config: Config, encoder, splits: tuple[str, ...] = ("train", "val", "test"),
+                   features: str = "pooled", device="cpu", progress: bool = True, dist=None) -> dict[str, Path]:
     """``lrcn extract``: fill the feature stores that training and evaluation read, split by split
-    (resuming any that exist); under torchrun the processes share the work. Returns split -> store."""
+    (resuming any that exist). Returns split -> store folder."""
     samples = load_samples(config)
+    spec = feature_spec(config, features)
     stores = {}
     for name in splits:
         chosen = [s for s in samples if s.split == name]
         if not chosen:
             continue
-        ids = [s.id for s in chosen]
-        directory = feature_dir(config) / store_name(encoder.key, ids, grid=grid)
-        store = extract(encoder, [s.path for s in chosen], ids, directory, grid=grid,
-                        batch_size=config.encoder.batch_size, num_workers=config.data.num_workers, device=device,
-                        max_pixels=config.data.max_pixels, progress=progress, dist=dist)
+        store = feature_store(config, chosen, encoder, spec, device, progress, dist)
         if store.failed:
-            print(f"{name}: {len(store.failed)} of {len(ids)} images could not be read; "
-                  f"listed in {directory / 'failed*.json'}")
-        stores[name] = directory
+            print(f"{name}: {len(store.failed)} of {len(chosen)} {spec.modality}s could not be read; "
+                  f"listed in {store.dir / 'failed*.json'}")
+        stores[name] = store.dir
     if not stores:
         raise DataError(f"the dataset has none of the splits {splits}")
     return stores
 
 
-def cached_features(config: Config, samples: list[Sample], encoder, device="cpu",
-                    progress: bool = True) -> tuple[torch.Tensor, list[Sample]]:
-    """Features [N, D] (videos: [N, T, D]) of the readable ``samples``, extracted once into the feature store."""
-    if config.decoder.kind in VIDEO_DECODERS:
-        d = config.data
-        return cached_video_features(samples, encoder, feature_dir(config), d.num_frames, mode=d.frame_sampling,
-                                     fps=d.fps, source_fps=d.source_fps,
-                                     batch_size=max(1, config.encoder.batch_size // d.num_frames),
-                                     num_workers=d.num_workers, device=device, max_pixels=d.max_pixels,
-                                     progress=progress)
-    ids = [s.id for s in samples]
-    directory = feature_dir(config) / store_name(encoder.key, ids)
-    store = extract(encoder, [s.path for s in samples], ids, directory, batch_size=config.encoder.batch_size,
-                    num_workers=config.data.num_workers, device=device, max_pixels=config.data.max_pixels,
-                    progress=progress)
+def cached_features(config: Config, samples: list[Sample], encoder, device="cpu", progress: bool = True,
+                    features: str = "pooled") -> tuple[torch.Tensor, list[Sample]]:
+    """Features of the readable ``samples`` from the feature store, extracted once: [N, D] per image,
+    [N, T, D] per clip (``features="grid"``: [N, D, h, w] / [N, T, D, h, w]), and the samples kept."""
+    spec = feature_spec(config, features)
+    store = feature_store(config, samples, encoder, spec, device, progress)
     kept = [s for s in samples if s.id not in store.failed]
     if not kept:
-        raise DataError(f"none of the {len(samples)} images could be read; see {directory / 'failed.json'}")
+        raise DataError(f"none of the {len(samples)} {spec.modality}s could be read; "
+                        f"see {store.dir / 'failed*.json'}")
     return store.tensor([s.id for s in kept]), kept
 
 

@@ -317,6 +317,7 @@ class ImageBatch(NamedTuple):
     indices: list[int]              # dataset indices of the decoded images, in batch order
     images: torch.Tensor | None     # [B, ...] stacked transform outputs; None when every item failed
     errors: dict[int, str]          # dataset index -> error message, for the items dropped
+    notes: dict[int, str]           # dataset index -> what was patched (always empty: images are not patched)
 
 
 def collate_skip_bad(batch: Sequence[tuple]) -> ImageBatch:
@@ -324,4 +325,4 @@ def collate_skip_bad(batch: Sequence[tuple]) -> ImageBatch:
     good = [item for item in batch if len(item) == 2]
     errors = {int(item[0]): str(item[2]) for item in batch if len(item) != 2}
     images = torch.utils.data.default_collate([item[1] for item in good]) if good else None
-    return ImageBatch([int(item[0]) for item in good], images, errors)
+    return ImageBatch([int(item[0]) for item in good], images, errors, {})

@@ -1,5 +1,6 @@
 """Video input: decode a video file or a folder of frames, sample a fixed number of frames, and
-cache per-frame CNN features in the feature store (one batched forward over all B x T frames).
+batch clips for the encoder (``lrcn.data.features`` stores their per-frame features, one batched
+forward over all B x T frames).
 
 ``read_frames(path, num_frames)`` returns uint8 frames [T, H, W, 3] and a :class:`VideoInfo`
 saying which source frames were taken and what had to be patched. Video files are decoded with
@@ -30,7 +31,6 @@ store's ``notes.json`` (failures in ``failed.json``, as for images).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -42,12 +42,9 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
-from lrcn.data.features import FeatureStore, store_name
 from lrcn.data.media import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, load_image
-from lrcn.errors import ConfigError, DataError, MediaError
-from lrcn.io import write_json
+from lrcn.errors import ConfigError, MediaError
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv",
                               ".wmv", ".3gp", ".ogv", ".ts"})
@@ -424,104 +421,3 @@ def collate_videos(batch: Sequence[tuple]) -> VideoBatch:
 def sampling_name(num_frames: int, mode: str = "uniform", fps: float | None = None) -> str:
     """How frames were sampled, as part of a feature store's encoder name (``frames16-uniform``)."""
     return f"frames{num_frames}-{mode}" + (f"{fps:g}" if mode == "fps" else "")
-
-
-def extract_video_features(encoder, paths: Sequence[str | os.PathLike], ids: Sequence[str],
-                           directory: str | os.PathLike, num_frames: int, *, mode: str = "uniform",
-                           fps: float | None = None, source_fps: float | None = None, batch_size: int = 8,
-                           num_workers: int = 2, device: str | torch.device = "cpu",
-                           max_pixels: int | None = DEFAULT_MAX_PIXELS, progress: bool = True) -> FeatureStore:
-    """Per-frame features [T, D] of every clip into a store at ``directory`` (resuming one that exists).
-
-    ``encoder`` is an ``ImageEncoder``: its ``transform`` prepares each frame and one
-    ``encode_frames`` call embeds all B x T frames of a batch of ``batch_size`` clips.
-    Unreadable clips are listed in the store's ``failed.json`` (rows stay zero); patched ones
-    (padding, replaced frames) in ``notes.json``.
-    """
-    if len(paths) != len(ids):
-        raise ValueError("paths and ids differ in length")
-    check_sampling(num_frames, mode, fps)
-    store = FeatureStore(directory, ids, (num_frames, encoder.out_dim),
-                         f"{encoder.key}-{sampling_name(num_frames, mode, fps)}")
-    todo = store.missing()
-    if not todo:
-        return store
-    dataset = VideoDataset([paths[i] for i in todo], num_frames, encoder.transform, mode=mode, fps=fps,
-                           source_fps=source_fps, max_pixels=max_pixels)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                                         collate_fn=collate_videos, persistent_workers=False)
-    notes_path = store.dir / "notes.json"
-    notes = read_notes(store.dir)
-    encoder.eval().to(device)
-    with torch.inference_mode(), tqdm(total=len(todo), desc=f"frame features {encoder.name}",
-                                      disable=not progress, unit="clip") as bar:
-        for batch in loader:
-            rows = [todo[j] for j in batch.indices]
-            values = (encoder.encode_frames(batch.clips.to(device)).float().cpu().numpy() if rows
-                      else np.zeros((0, num_frames, encoder.out_dim), dtype=np.float32))     # [B, T, D]
-            failed = {ids[todo[j]]: reason for j, reason in batch.errors.items()}
-            for name, reason in failed.items():
-                tqdm.write(f"skipped {paths[store.row[name]]}: {reason}")
-            if batch.notes:
-                for j, message in batch.notes.items():
-                    tqdm.write(message)
-                    notes[ids[todo[j]]] = message
-                write_json(notes_path, notes)
-            store.write(rows, values, failed)
-            bar.update(len(rows) + len(failed))
-    return store
-
-
-def read_notes(directory: str | os.PathLike) -> dict[str, str]:
-    """The patches recorded for the clips of a video feature store (``notes.json``), by id."""
-    path = Path(directory) / "notes.json"
-    if not path.exists():
-        return {}
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def cached_video_features(samples, encoder, feature_root: str | os.PathLike, num_frames: int, *,
-                          mode: str = "uniform", fps: float | None = None, source_fps: float | None = None,
-                          batch_size: int = 8, num_workers: int = 2, device: str | torch.device = "cpu",
-                          max_pixels: int | None = DEFAULT_MAX_PIXELS, progress: bool = True):
-    """Frame features [N, T, D] of the readable ``samples`` (``Sample.path`` a video file or frame
-    folder), extracted once into ``feature_root/<encoder>-<sampling>-<N>-<hash>``; returns the
-    features and the samples kept (the unreadable ones are reported and left out)."""
-    ids = [s.id for s in samples]
-    directory = Path(feature_root) / store_name(f"{encoder.key}-{sampling_name(num_frames, mode, fps)}", ids)
-    store = extract_video_features(encoder, [s.path for s in samples], ids, directory, num_frames, mode=mode,
-                                   fps=fps, source_fps=source_fps, batch_size=batch_size, num_workers=num_workers,
-                                   device=device, max_pixels=max_pixels, progress=progress)
-    kept = [s for s in samples if s.id not in store.failed]
-    if not kept:
-        raise DataError(f"none of the {len(samples)} videos could be read; see {directory / 'failed.json'}")
-    return store.tensor([s.id for s in kept]), kept
-
-
-def video_features(encoder, paths: Sequence[str | os.PathLike], num_frames: int, *, mode: str = "uniform",
-                   fps: float | None = None, source_fps: float | None = None, batch_size: int = 8,
-                   num_workers: int = 2, device: str | torch.device = "cpu",
-                   max_pixels: int | None = DEFAULT_MAX_PIXELS, progress: bool = True
-                   ) -> tuple[torch.Tensor, list[int], dict[int, str]]:
-    """Frame features of clips without a store (``lrcn caption`` on a few videos): features
-    [N_ok, T, D] of the readable clips, their indices in ``paths``, and {index: error} of the others.
-    Patches (padding, replaced frames) are printed."""
-    check_sampling(num_frames, mode, fps)
-    dataset = VideoDataset(paths, num_frames, encoder.transform, mode=mode, fps=fps, source_fps=source_fps,
-                           max_pixels=max_pixels)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                                         collate_fn=collate_videos)
-    features, kept, errors = [], [], {}
-    encoder.eval().to(device)
-    with torch.inference_mode(), tqdm(total=len(dataset), desc=f"frame features {encoder.name}",
-                                      disable=not progress, unit="clip") as bar:
-        for batch in loader:
-            if batch.indices:
-                features.append(encoder.encode_frames(batch.clips.to(device)).float().cpu())
-            kept += batch.indices
-            errors.update(batch.errors)
-            for message in batch.notes.values():
-                tqdm.write(message)
-            bar.update(len(batch.indices) + len(batch.errors))
-    out = torch.cat(features) if features else torch.zeros(0, num_frames, encoder.out_dim)
-    return out, kept, errors

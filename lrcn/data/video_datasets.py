@@ -1,5 +1,5 @@
 """Readers for the video captioning datasets MSVD and MSR-VTT, used by ``lrcn data prepare
-{msvd,msrvtt}`` (registered in ``lrcn.data.formats.READERS``).
+{msvd,msrvtt}`` (registered in ``lrcn.data.prepare.READERS``).
 
 Each turns the official annotation files into :class:`Sample` records whose ``path`` is the
 clip's video file (or, where the videos were unpacked into frames, its frame folder), with the
