@@ -49,12 +49,11 @@ def cmd_extract(a: argparse.Namespace) -> None:
     from lrcn.inference import config_encoder
     from lrcn.run import resolve_device
     from lrcn.train import distributed
-    config = load_config(a.config, a.set)
+    config = load_config(a.config, a.set + (["encoder.features=grid"] if a.grid else []))
     encoder = config_encoder(config)             # images or clips per data.modality: the stores train reads
     device = resolve_device(config.train.device)
     dist = distributed.setup(device)
-    stores = extract_splits(config, encoder, tuple(a.split), features="grid" if a.grid else "pooled",
-                            device=dist.device(device), progress=not a.quiet and dist.main, dist=dist)
+    stores = extract_splits(config, encoder, tuple(a.split), device=dist.device(device), progress=not a.quiet and dist.main, dist=dist)
     if dist.main:
         for name, directory in stores.items():
             print(f"{name}: {directory}")
@@ -165,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config", help="the config whose data and encoder to use")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     s.add_argument("--split", nargs="+", default=["train", "val", "test"], help="splits to extract")
-    s.add_argument("--grid", action="store_true", help="store the spatial grid [D, h, w] (per frame for video) instead of the pooled vector")
+    s.add_argument("--grid", action="store_true", help="store the spatial grid [D, h, w] (per frame for video) instead of the pooled vector "
+                   "(the same as --set encoder.features=grid)")
     s.set_defaults(func=cmd_extract)
 
     s = sub.add_parser("evaluate", help="caption a split with a trained run and score it")

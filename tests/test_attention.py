@@ -1,16 +1,22 @@
 """Show, Attend and Tell: the step interface on grids, frames and pooled vectors; attention that
 learns where to look; mirror-averaged and grid features from the encoder."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_step_interface, overfit_and_replay
+from conftest import assert_step_interface, overfit_and_replay, tiny_overrides
+from lrcn.cli import main
 from lrcn.decoding import DecodeConfig, generate
 from lrcn.errors import ConfigError
 from lrcn.models.attention import ShowAttendTell, regions_of
+from lrcn.demo import DEMO_CONFIG
 from lrcn.models.encoders import build_encoder
+from lrcn.run import Run
 
 
 @pytest.mark.parametrize("shape", [(4, 12, 3, 5), (4, 6, 12), (4, 12)], ids=["grid", "frames", "pooled"])
@@ -97,3 +103,32 @@ def test_bad_feature_options_are_refused():
         build_encoder(image_size=64, features="grid", attention_map=2)
     with pytest.raises(ConfigError, match="flip_average"):
         build_encoder(image_size=64, flip_average=True, attention_map=2)
+
+
+def test_the_attention_recipe_trains_evaluates_and_captions_end_to_end(tiny_shapes, tmp_path):
+    """The flickr8k-mini recipe's model kind (grid features, mirror-averaged, Show, Attend and Tell,
+    then self-critical training from it) through the command line on the shapes data."""
+    runs = tmp_path / "runs"
+    recipe = {"decoder.kind": "show_attend_tell", "encoder.features": "grid", "encoder.grid_size": 2,
+              "encoder.flip_average": True, "train.epochs": 6, "decoder.hidden_dim": 48}
+    args = ["-q", "train", str(DEMO_CONFIG)]
+    for o in tiny_overrides(tiny_shapes, runs, name="sat", **recipe):
+        args += ["--set", o]
+    assert main(args) == 0
+    assert Run.open(runs / "sat").config().encoder.features == "grid"
+    stores = sorted(p.name for p in (Path(tiny_shapes).parent / "features").iterdir())
+    assert any(name.startswith("efficientnet_lite0-64-nocrop-flip-grid2-") for name in stores)
+    scst = {**recipe, "train.loss": "scst", "train.init_from": runs / "sat", "train.epochs": 1,
+            "train.scst_samples": 2, "train.lr": 1e-4}
+    args = ["-q", "train", str(DEMO_CONFIG)]
+    for o in tiny_overrides(tiny_shapes, runs, name="sat-scst", **scst):
+        args += ["--set", o]
+    assert main(args) == 0
+    out = tmp_path / "scores.json"
+    assert main(["-q", "evaluate", str(runs / "sat-scst"), "--split", "test", "--beam", "3", "--json", str(out)]) == 0
+    scores = json.loads(out.read_text())
+    assert 0 < scores["CIDEr"] <= 10 and scores["Bleu_4"] > 0
+    images = sorted((Path(tiny_shapes).parent / "images").glob("*.png"))[:3]
+    assert main(["-q", "caption", str(runs / "sat-scst"), *map(str, images), "--json", str(tmp_path / "c.json")]) == 0
+    captions = json.loads((tmp_path / "c.json").read_text())["captions"]
+    assert len(captions) == 3 and all(entry["caption"] for entry in captions.values())

@@ -107,10 +107,10 @@ def test_two_processes_fill_one_store(encoder, images, tmp_path):
 
 
 def test_grid_features_are_the_spatial_grid_in_their_own_store(encoder, images, tmp_path):
-    """features="grid": rows [D, h, w] equal forward_grid, in a store whose key says grid (pooled ones are refused)."""
+    """encoder.features=grid: rows [D, h, w] equal forward_grid, in a store whose key says grid (pooled ones are refused)."""
     paths, ids = images
-    store = extract(encoder, paths, ids, tmp_path / "store", FeatureSpec(features="grid", batch_size=4, num_workers=0),
-                    progress=False)
+    gridded = build_encoder("efficientnet_lite0", image_size=64, crop=False, features="grid")
+    store = extract(gridded, paths, ids, tmp_path / "store", FeatureSpec(batch_size=4, num_workers=0), progress=False)
     good = [i for i in range(len(paths)) if ids[i] != "broken"]
     with torch.inference_mode():
         expected = encoder.forward_grid(torch.stack([encoder.transform(load_image(paths[i])) for i in good]))

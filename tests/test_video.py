@@ -188,7 +188,7 @@ def test_find_videos_lists_files_and_frame_folders(tmp_path):
 
 # ----------------------------------------------------------------------------- datasets and features
 
-def tiny_encoder() -> ImageEncoder:
+def tiny_encoder(features: str = "pooled") -> ImageEncoder:
     """A small real ImageEncoder (conv + BatchNorm with non-trivial statistics) on 16x16 inputs."""
     torch.manual_seed(0)
     blocks = [nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU()),
@@ -196,7 +196,8 @@ def tiny_encoder() -> ImageEncoder:
     blocks[0][1].running_mean.uniform_(-0.5, 0.5)
     blocks[0][1].running_var.uniform_(0.5, 2.0)
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(6, 3))
-    return ImageEncoder("tiny", blocks, head, 6, Preprocess(image_size=16, resize_size=18), ["a", "b", "c"])
+    return ImageEncoder("tiny", blocks, head, 6, Preprocess(image_size=16, resize_size=18), ["a", "b", "c"],
+                        features=features)
 
 
 @pytest.fixture
@@ -297,21 +298,21 @@ def test_frame_features_in_worker_processes_skip_bad_clips(clips, tmp_path):
 
 @needs_pyav
 def test_grid_features_of_clips_are_each_frames_grid(clips, tmp_path):
-    """features="grid": a clip's row is [T, D, h, w], each frame's forward_grid, through the same loader."""
-    encoder = tiny_encoder()
+    """encoder.features=grid: a clip's row is [T, D, h, w], each frame's forward_grid, through the same loader."""
+    encoder, pooled = tiny_encoder("grid"), tiny_encoder()
     from lrcn.data.records import Sample
     samples = [Sample(n, clips[n], "train", ["a caption"]) for n in ("mp4", "short", "empty")]
     config = video_config(tmp_path / "features", 5)
-    x, kept = cached_features(config, samples, encoder, progress=False, features="grid")
+    x, kept = cached_features(config, samples, encoder, progress=False)
     assert [s.id for s in kept] == ["mp4", "short"] and x.shape == (2, 5, 6, 4, 4)
     with torch.inference_mode():
         for row, name in enumerate(["mp4", "short"]):
             frames, _ = read_frames(clips[name], 5)
             images = torch.stack([encoder.transform(Image.fromarray(f)) for f in frames.numpy()])
             torch.testing.assert_close(x[row], encoder.forward_grid(images), atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(x[row].mean((2, 3)), encoder(images), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(x[row].mean((2, 3)), pooled(images), atol=1e-5, rtol=1e-5)
     assert sorted(p.name.rsplit("-", 2)[0] for p in (tmp_path / "features").iterdir()) == \
-        [f"{encoder.key}-grid-frames5-uniform"]
+        [f"{pooled.key}-grid-frames5-uniform"]
 
 
 # ----------------------------------------------------------------------------- MSVD and MSR-VTT

@@ -43,7 +43,6 @@ from lrcn.io import atomic_path, write_json
 
 FORMAT = "lrcn-features-1"
 MODALITIES = ("image", "video")
-FEATURE_KINDS = ("pooled", "grid")     # pooled: [D] per image / frame; grid: the spatial grid [D, h, w]
 
 
 def store_name(key: str, ids: Sequence[str]) -> str:
@@ -57,7 +56,6 @@ class FeatureSpec:
     """What one row of a feature store holds, and how its input is read and encoded."""
 
     modality: str = "image"              # image | video: a clip, num_frames frames through the same encoder
-    features: str = "pooled"             # pooled [D] | grid [D, h, w] (per frame for a clip)
     num_frames: int = 16                 # video: frames sampled per clip (lrcn.data.video.sample_indices)
     frame_sampling: str = "uniform"      # video: uniform | fps
     fps: float | None = None             # video: frames per second with frame_sampling=fps
@@ -69,8 +67,6 @@ class FeatureSpec:
     def __post_init__(self):
         if self.modality not in MODALITIES:
             raise ConfigError(f"data.modality={self.modality!r}: choose one of {', '.join(MODALITIES)}")
-        if self.features not in FEATURE_KINDS:
-            raise ConfigError(f"feature kind {self.features!r}: choose one of {', '.join(FEATURE_KINDS)}")
         if self.video:
             check_sampling(self.num_frames, self.frame_sampling, self.fps)
 
@@ -83,10 +79,10 @@ class FeatureSpec:
         return "clip" if self.video else "img"
 
     def key(self, encoder) -> str:
-        """The encoder, feature kind and frame sampling: names a store and is checked when it is reopened."""
-        grid = "-grid" if self.features == "grid" else ""
+        """The encoder (its key names its feature kind) and frame sampling: names a store and is
+        checked when it is reopened."""
         frames = f"-{sampling_name(self.num_frames, self.frame_sampling, self.fps)}" if self.video else ""
-        return f"{encoder.key}{grid}{frames}"
+        return f"{encoder.key}{frames}"
 
     def loader(self, paths: Sequence[str | os.PathLike], encoder) -> torch.utils.data.DataLoader:
         """Batches of the inputs at ``paths`` prepared by ``encoder.transform``; an unreadable input is
@@ -107,21 +103,18 @@ class FeatureSpec:
         return batch.clips if self.video else batch.images
 
     def encode(self, encoder, inputs: Tensor) -> Tensor:
-        """Images [B, 3, S, S] -> [B, D] or [B, D, h, w]; clips [B, T, 3, S, S] -> [B, T, ...] in one
-        forward over all B x T frames."""
-        grid = self.features == "grid"
-        if self.video:
-            return encoder.encode_frames(inputs, grid=grid)
-        return encoder.forward_grid(inputs) if grid else encoder(inputs)
+        """Images [B, 3, S, S] -> the encoder's features, [B, D] or a grid [B, D, h, w]; clips
+        [B, T, 3, S, S] -> [B, T, ...] in one forward over all B x T frames."""
+        return encoder.encode_frames(inputs) if self.video else encoder(inputs)
 
     def shape(self, encoder, device: str | torch.device = "cpu") -> tuple[int, ...]:
         """The shape of one row: [D] or [D, h, w], with [T] in front for a clip."""
-        if self.features == "pooled":
+        if encoder.features == "pooled":
             frame = (encoder.out_dim,)
-        else:
+        else:       # a grid's side follows from the backbone's strides: one probe forward
             size = encoder.image_size
             with torch.inference_mode():
-                frame = tuple(encoder.forward_grid(torch.zeros(1, 3, size, size, device=device)).shape[1:])
+                frame = tuple(encoder(torch.zeros(1, 3, size, size, device=device)).shape[1:])
         return (self.num_frames, *frame) if self.video else frame
 
 

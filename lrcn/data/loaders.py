@@ -39,11 +39,12 @@ def feature_dir(config: Config) -> Path:
     return Path(config.data.feature_dir or Path(config.data.split_json).parent / "features")
 
 
-def feature_spec(config: Config, features: str = "pooled") -> FeatureSpec:
+def feature_spec(config: Config) -> FeatureSpec:
     """What the feature store of ``config`` holds: its ``data.modality`` (images or clips, with the
-    frame sampling), ``features`` (pooled or grid), and how inputs are read (``data.*``, ``encoder.batch_size``)."""
+    frame sampling) and how inputs are read (``data.*``, ``encoder.batch_size``); the feature kind
+    (pooled or grid, ``encoder.features``) is the encoder's."""
     d = config.data
-    return FeatureSpec(modality=d.modality, features=features, num_frames=d.num_frames,
+    return FeatureSpec(modality=d.modality, num_frames=d.num_frames,
                        frame_sampling=d.frame_sampling, fps=d.fps, source_fps=d.source_fps, max_pixels=d.max_pixels,
                        batch_size=config.encoder.batch_size, num_workers=d.num_workers)
 
@@ -60,11 +61,11 @@ def feature_store(config: Config, samples: list[Sample], encoder, spec: FeatureS
 
 
 def extract_splits(config: Config, encoder, splits: tuple[str, ...] = ("train", "val", "test"),
-                   features: str = "pooled", device="cpu", progress: bool = True, dist=None) -> dict[str, Path]:
+                   device="cpu", progress: bool = True, dist=None) -> dict[str, Path]:
     """``lrcn extract``: fill the feature stores that training and evaluation read, split by split
     (resuming any that exist). Returns split -> store folder."""
     samples = load_samples(config)
-    spec = feature_spec(config, features)
+    spec = feature_spec(config)
     stores = {}
     for name in splits:
         chosen = [s for s in samples if s.split == name]
@@ -80,11 +81,11 @@ def extract_splits(config: Config, encoder, splits: tuple[str, ...] = ("train", 
     return stores
 
 
-def cached_features(config: Config, samples: list[Sample], encoder, device="cpu", progress: bool = True,
-                    features: str = "pooled") -> tuple[torch.Tensor, list[Sample]]:
+def cached_features(config: Config, samples: list[Sample], encoder, device="cpu",
+                    progress: bool = True) -> tuple[torch.Tensor, list[Sample]]:
     """Features of the readable ``samples`` from the feature store, extracted once: [N, D] per image,
-    [N, T, D] per clip (``features="grid"``: [N, D, h, w] / [N, T, D, h, w]), and the samples kept."""
-    spec = feature_spec(config, features)
+    [N, T, D] per clip (``encoder.features: grid``: [N, D, h, w] / [N, T, D, h, w]), and the samples kept."""
+    spec = feature_spec(config)
     store = feature_store(config, samples, encoder, spec, device, progress)
     kept = [s for s in samples if s.id not in store.failed]
     if not kept:

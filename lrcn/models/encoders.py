@@ -429,12 +429,10 @@ class ImageEncoder(nn.Module):
         where = F.normalize(where, dim=1) * what.float().norm(dim=1, keepdim=True)
         return torch.cat([what, where.to(what.dtype)], dim=1)
 
-    def encode_frames(self, frames: Tensor, grid: bool = False) -> Tensor:
-        """Video frames [B, T, 3, S, S] -> [B, T, out_dim] (``grid``: [B, T, grid_dim, S/32, S/32]) with
-        one forward over B*T images."""
-        images = frames.flatten(0, 1)                                               # [B*T, 3, S, S]
-        out = self.forward_grid(images) if grid else self(images)
-        return out.unflatten(0, frames.shape[:2])
+    def encode_frames(self, frames: Tensor) -> Tensor:
+        """Video frames [B, T, 3, S, S] -> [B, T, out_dim] (a grid: [B, T, grid_dim, h, w]) with one
+        forward over B*T images."""
+        return self(frames.flatten(0, 1)).unflatten(0, frames.shape[:2])
 
     def classify(self, images: Tensor) -> Tensor:
         """[B, 3, S, S] normalised -> ImageNet logits [B, 1000] (see `categories`)."""
