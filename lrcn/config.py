@@ -63,6 +63,7 @@ class DecoderConfig:
     frame_deltas: str = "off"            # video: off | where | all: append each frame's change since the last
                                          # (of the attention map, or of the whole feature): motion
     delta_gain: float = 1.0              # video: ... times this (lrcn.models.temporal.FrameDeltas)
+    concepts: bool = False               # images: the decoder reads predicted words [V] (lrcn.models.concepts)
 
 
 @dataclass
@@ -74,8 +75,11 @@ class TrainConfig:
     lr_decay_every: int = 1              # ... every this many epochs
     weight_decay: float = 0.0
     grad_clip: float = 5.0               # max global gradient norm (0: off)
+    ema: float = 0.0                     # > 0: validate and keep an exponential moving average of the decoder's
+                                         # weights with this decay per step (e.g. 0.995); 0: the weights themselves
     loss: str = "xe"                     # a name in lrcn.train.losses.LOSSES
     label_smoothing: float = 0.0
+    auxiliary_weight: float = 1.0        # xe: weight of the decoder's own auxiliary loss (decoder.concepts: its detectors')
     scheduled_sampling: str = "off"      # xe: off | linear | exponential | inverse_sigmoid (Bengio et al. 2015):
     ss_k: float = 0.05                   # ... p = k*epoch | 1 - k**epoch (0<k<1) | 1 - k/(k+exp(epoch/k)) (k>=1)
     ss_max_prob: float = 0.25            # ... never feed the model's own word more often than this

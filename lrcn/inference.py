@@ -10,6 +10,7 @@ import torch
 from lrcn.config import Config
 from lrcn.decoding import DecodeConfig, Hypothesis, generate
 from lrcn.errors import ConfigError
+from lrcn.models.concepts import ConceptCaptioner
 from lrcn.models.decoders import DECODERS, CaptionDecoder, build_decoder
 from lrcn.models.encoders import ImageEncoder, build_encoder
 from lrcn.models.temporal import VIDEO_DECODERS, delta_dims
@@ -60,8 +61,11 @@ def build_models(config: Config, vocab_size: int, pretrained: bool | None = None
         raise ConfigError(f"decoder.frame_deltas={d.frame_deltas!r} needs a video decoder; "
                           f"decoder.kind {d.kind!r} is an image decoder")
     layers = {"num_layers": d.num_layers} if d.num_layers is not None else {}
-    decoder = build_decoder(d.kind, vocab_size, encoder.out_dim, embed_dim=d.embed_dim, hidden_dim=d.hidden_dim,
+    feature_dim = vocab_size if d.concepts else encoder.out_dim      # concepts: the decoder reads a word per input
+    decoder = build_decoder(d.kind, vocab_size, feature_dim, embed_dim=d.embed_dim, hidden_dim=d.hidden_dim,
                             dropout=d.dropout, **layers, **frame_delta_args(config, encoder.out_dim))
+    if d.concepts:
+        decoder = ConceptCaptioner(decoder, encoder.out_dim, d.dropout)
     return encoder, decoder
 
 

@@ -12,6 +12,7 @@ from typing import Iterator
 
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
@@ -121,10 +122,15 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
         raise ConfigError(f"train.lr={t.lr} / encoder.lr={config.encoder.lr}: Adam learning rates above 1 make "
                           f"training diverge at once; typical values are 1e-4 to 5e-3 (decoder), 1e-5 (encoder)")
     optimizer = torch.optim.Adam(groups, lr=t.lr, weight_decay=t.weight_decay)
+    # the weights that are validated and kept as best.pt: the decoder's, or their moving average
+    average = AveragedModel(decoder, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True) if t.ema else None
+    kept = average.module if average is not None else decoder
     state = Progress()
     if resume is not None and run.last.exists():
         ckpt = run.checkpoint("last")
         decoder.load_state_dict(ckpt["model"])
+        if average is not None:
+            average.load_state_dict(ckpt["average"])
         if fine_tune:
             encoder.load_state_dict(ckpt["encoder"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -151,9 +157,11 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
         if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):   # never save NaN/Inf weights
             raise stopped("the weights became NaN or infinite", state.step)
         if dist.main:
-            payload = {"model": decoder.state_dict(), "optimizer": optimizer.state_dict(),
-                       "progress": vars(state).copy(), "rng": torch.get_rng_state(),
-                       "config": config.to_dict(), "vocab": vocab.words}
+            payload = {"model": (kept if path == run.best else decoder).state_dict(),
+                       "optimizer": optimizer.state_dict(), "progress": vars(state).copy(),
+                       "rng": torch.get_rng_state(), "config": config.to_dict(), "vocab": vocab.words}
+            if average is not None:
+                payload["average"] = average.state_dict()
             save_checkpoint(path, {**payload, "encoder": encoder.state_dict()} if fine_tune else payload)
         dist.barrier()
 
@@ -204,6 +212,8 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
             if not torch.isfinite(grad_norm):           # the step would make the weights NaN
                 raise stopped(f"the gradient norm became {grad_norm.item()}", state.step + 1)
             optimizer.step()
+            if average is not None:
+                average.update_parameters(decoder)
             state.step += 1
             state.batch = b + 1
             bar.update(1)
@@ -218,7 +228,7 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
                 checkpoint(run.last)
         bar.close()
 
-        value = validate(config, encoder, decoder, vocab, val_samples, val_x, greedy, references, dist, device,
+        value = validate(config, encoder, kept, vocab, val_samples, val_x, greedy, references, dist, device,
                          writer, state.step, fine_tune)
         improved = value > state.best_score
         if improved:

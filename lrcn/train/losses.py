@@ -137,7 +137,7 @@ class CrossEntropy:
 
     def __init__(self, config: Config, vocab: Vocabulary, samples: Sequence[Sample]):
         t = config.train
-        self.pad, self.smoothing = vocab.pad, t.label_smoothing
+        self.pad, self.smoothing, self.auxiliary_weight = vocab.pad, t.label_smoothing, t.auxiliary_weight
         if t.ss_pick not in PICKS:
             raise ConfigError(f"train.ss_pick {t.ss_pick!r} is unknown; choose one of {sorted(PICKS)}")
         self.pick = PICKS[t.ss_pick]
@@ -159,7 +159,13 @@ class CrossEntropy:
         targets = words[:, 1:].flatten()
         total = F.cross_entropy(scores.flatten(0, 1).float(), targets, ignore_index=self.pad,
                                 label_smoothing=self.smoothing, reduction="sum")
-        return total, (targets != self.pad).sum(), {"ss_prob": prob} if self.scheduled else {}
+        logs = {"ss_prob": prob} if self.scheduled else {}
+        auxiliary = getattr(decoder, "auxiliary_loss", None)        # e.g. lrcn.models.concepts: its detectors'
+        if auxiliary is not None and self.auxiliary_weight:
+            extra = auxiliary(features, words)
+            total = total + self.auxiliary_weight * extra
+            logs["auxiliary_loss"] = extra.detach() / features.shape[0]                # nats per image
+        return total, (targets != self.pad).sum(), logs
 
 
 # --------------------------------------------------------------------------- self-critical training
