@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Any
 
 import torch
 
 from lrcn.config import Config
 from lrcn.decoding import DecodeConfig, Hypothesis, generate
-from lrcn.errors import ConfigError
 from lrcn.models.decoders import CaptionDecoder, build_decoder
 from lrcn.models.encoders import ImageEncoder, build_encoder
-from lrcn.models.temporal import VIDEO_DECODERS, delta_dims
+from lrcn.models.temporal import delta_dims
 from lrcn.run import Run
 from lrcn.text import Vocabulary
 
@@ -35,17 +35,18 @@ def frame_delta_args(config: Config, feature_dim: int) -> dict[str, Any]:
             "delta_gain": d.delta_gain}
 
 
+def config_decoder(config: Config, vocab_size: int, feature_dim: int) -> CaptionDecoder:
+    """A fresh decoder of ``config`` on features of ``feature_dim``."""
+    d = config.decoder
+    layers = {"num_layers": d.num_layers} if d.num_layers is not None else {}
+    return build_decoder(d.kind, vocab_size, feature_dim, embed_dim=d.embed_dim, hidden_dim=d.hidden_dim,
+                         dropout=d.dropout, **layers, **frame_delta_args(config, feature_dim))
+
+
 def build_models(config: Config, vocab_size: int, pretrained: bool | None = None):
     """The encoder (frozen or partly trainable, per config) and a fresh decoder."""
     encoder = config_encoder(config, pretrained)
-    d = config.decoder
-    if d.frame_deltas != "off" and d.kind not in VIDEO_DECODERS:
-        raise ConfigError(f"decoder.frame_deltas={d.frame_deltas!r} needs a video decoder; "
-                          f"decoder.kind {d.kind!r} is an image decoder")
-    layers = {"num_layers": d.num_layers} if d.num_layers is not None else {}
-    decoder = build_decoder(d.kind, vocab_size, encoder.out_dim, embed_dim=d.embed_dim, hidden_dim=d.hidden_dim,
-                            dropout=d.dropout, **layers, **frame_delta_args(config, encoder.out_dim))
-    return encoder, decoder
+    return encoder, config_decoder(config, vocab_size, encoder.out_dim)
 
 
 def load_models(run: Run, which: str = "best", device: str | torch.device = "cpu"):
@@ -82,5 +83,4 @@ def caption_features(decoder: CaptionDecoder, features: torch.Tensor, vocab: Voc
 
 def decode_config(config: Config, **overrides: Any) -> DecodeConfig:
     """The run's ``decode:`` section with ``overrides`` (those not None) applied."""
-    values = {**config.decode, **{k: v for k, v in overrides.items() if v is not None}}
-    return DecodeConfig.from_dict(values)
+    return dataclasses.replace(config.decode, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,5 +1,6 @@
 """The command line end to end on a tiny shapes set: train, resume, evaluate, caption, demo."""
 
+import argparse
 import json
 
 import pytest
@@ -7,8 +8,10 @@ import torch
 from pycocotools.coco import COCO
 
 from conftest import tiny_overrides
-from lrcn.cli import main
+from lrcn.cli import add_decoding_arguments, decode_config_from_args, main
 from lrcn.config import load_config
+from lrcn.decoding import DecodeConfig
+from lrcn.errors import ConfigError
 from lrcn.demo import DEMO_CONFIG
 from lrcn.run import Run
 from lrcn.train import loop
@@ -128,3 +131,31 @@ def test_user_errors_are_one_line_without_traceback(tiny_shapes, tmp_path, capsy
     assert not (tmp_path / "runs").exists()               # a refused run leaves no run folder behind
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "not an lrcn run folder" in capsys.readouterr().err
+
+
+def test_decoding_options():
+    parser = add_decoding_arguments(argparse.ArgumentParser())
+    args = parser.parse_args("--beam 5 --length-penalty gnmt --alpha 0.8 --n-best 3 --allow-unk".split())
+    c = decode_config_from_args(args, base=DecodeConfig(max_len=16))
+    assert (c.beam_size, c.length_penalty, c.alpha, c.n_best, c.max_len, c.suppress_unk) == (5, "gnmt", 0.8, 3, 16, False)
+    assert decode_config_from_args(parser.parse_args([]), base=c) == c
+    s = decode_config_from_args(parser.parse_args("--sample --top-k 10 --top-p 0.9 --temperature 0.7 "
+                                                 "--sample-seed 4".split()))
+    assert (s.sample, s.top_k, s.top_p, s.temperature, s.seed, s.selected.name) == (True, 10, 0.9, 0.7, 4, "sample")
+    assert decode_config_from_args(parser.parse_args("--beam 6 --groups 3".split())).selected.name == "diverse"
+    assert decode_config_from_args(parser.parse_args(["--no-sample"]), base=s).selected.name == "greedy"
+    with pytest.raises(ConfigError):
+        decode_config_from_args(parser.parse_args("--beam 2 --sample".split()))
+    # a run whose config searches 3 beams can still be sampled from, and a sampling run searched
+    beam3 = DecodeConfig.from_dict({"beam_size": 3, "max_len": 16})
+    s = decode_config_from_args(parser.parse_args("--sample --top-p 0.9".split()), base=beam3)
+    assert (s.selected.name, s.beam_size, s.top_p, s.max_len) == ("sample", 1, 0.9, 16)
+    assert decode_config_from_args(parser.parse_args("--beam 5".split()), base=s).selected.name == "beam"
+    # --strategy names one; --beam / --groups / --sample choose as `strategy: auto` does
+    named = decode_config_from_args(parser.parse_args("--strategy sample --n-best 2".split()), base=beam3)
+    assert (named.strategy, named.selected.name, named.beam_size, named.label) == ("sample", "sample", 3, "sample-t1")
+    assert decode_config_from_args(parser.parse_args("--top-k 3".split()), base=named).selected.name == "sample"
+    assert decode_config_from_args(parser.parse_args("--beam 4".split()), base=named).label == "beam4"
+    assert decode_config_from_args(parser.parse_args("--strategy greedy".split()), base=beam3).label == "greedy"
+    with pytest.raises(SystemExit):
+        parser.parse_args("--strategy nucleus".split())
