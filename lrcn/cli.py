@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import sys
 from pathlib import Path
+from typing import Callable
 
 from lrcn.decoding import LENGTH_PENALTIES, SHARED_OPTIONS, STRATEGIES, DecodeConfig
 from lrcn.errors import LrcnError
@@ -122,11 +123,9 @@ _DEST_PREFIX = "decode_"
 
 # command-line flag -> (DecodeConfig field, argparse keyword arguments)
 _DECODING_FLAGS: dict[str, tuple[str, dict]] = {
-    "--strategy": ("strategy", dict(choices=["auto", *STRATEGIES], help="the decoding strategy; auto: chosen "
-                   "by --beam, --groups and --sample")),
+    "--strategy": ("strategy", dict(help="the decoding strategy; auto: chosen by --beam, --groups and --sample")),
     "--beam": ("beam_size", dict(type=int, metavar="K", help="beam size (1 = greedy)")),
-    "--length-penalty": ("length_penalty", dict(choices=list(LENGTH_PENALTIES),
-                         help="rank finished captions by log-prob (none), average log-prob (avg) "
+    "--length-penalty": ("length_penalty", dict(help="rank finished captions by log-prob (none), average log-prob (avg) "
                               "or GNMT ((5+len)/6)^alpha (gnmt)")),
     "--alpha": ("alpha", dict(type=float, metavar="A", help="GNMT length penalty exponent")),
     "--groups": ("groups", dict(type=int, metavar="G", help="diverse beam search groups")),
@@ -148,6 +147,13 @@ _DECODING_FLAGS: dict[str, tuple[str, dict]] = {
 }
 
 
+# DecodeConfig field -> its names, read from the registries when a parser is built
+_CHOICES: dict[str, Callable[[], list[str]]] = {
+    "strategy": lambda: ["auto", *STRATEGIES],
+    "length_penalty": lambda: list(LENGTH_PENALTIES),
+}
+
+
 def _users(option: str) -> str:
     """"; used by ..." the strategies that read a DecodeConfig field (lrcn.decoding.STRATEGIES' entries)."""
     users = "every strategy" if option in SHARED_OPTIONS else \
@@ -161,7 +167,7 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     defaults = DecodeConfig()
     group = parser.add_argument_group("decoding")
     for flag, (name, kwargs) in _DECODING_FLAGS.items():
-        kwargs = dict(kwargs)
+        kwargs = dict(kwargs, **({"choices": _CHOICES[name]()} if name in _CHOICES else {}))
         if "action" not in kwargs:
             kwargs["help"] += f" (default: the config's decode.{name}, else {getattr(defaults, name)})"
         kwargs["help"] += _users(name)

@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from lrcn.cli import main
 from lrcn.config import CHOICES, RANGES, Config, load_config, save_config
@@ -188,17 +189,17 @@ def test_extract_refuses_the_same_way(big_dataset, tmp_path, capsys):
     assert_nothing_made(big_dataset, tmp_path)
 
 
-def fake_run(tmp_path, big_dataset, name: str = "old", **decode) -> str:
-    """A run folder holding only its config (nothing trained): enough for the config to be read."""
+def fake_run(tmp_path, big_dataset, name: str = "old", **bad: dict) -> str:
+    """A run folder holding only its config (nothing trained): enough for the config to be read.
+    ``bad``: section -> {key: value} written into its config.yaml past validation."""
     config = load_config(DEMO, [f"data.split_json={big_dataset}", f"train.runs_dir={tmp_path / 'runs'}"])
     run = tmp_path / name
     run.mkdir()
     save_config(config, run / "config.yaml")
-    if decode:                                                     # written by hand, past validation
-        text = (run / "config.yaml").read_text()
-        for key, value in decode.items():
-            text = text.replace(f"  {key}: {getattr(config.decode, key)}\n", f"  {key}: {value}\n")
-        (run / "config.yaml").write_text(text)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    for section, values in bad.items():
+        saved[section].update(values)
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
     return str(run)
 
 
@@ -213,12 +214,14 @@ def test_evaluate_and_caption_refuse_bad_decoding_options(big_dataset, tmp_path,
 
 
 def test_resumed_and_init_from_configs_are_validated_as_they_are_loaded(big_dataset, tmp_path, capsys):
-    bad = fake_run(tmp_path, big_dataset, "bad", beam_size=0)
-    assert main(["-q", "train", "--resume", bad]) == 2
-    assert "decode.beam_size" in capsys.readouterr().err
-    assert main(train_args(big_dataset, tmp_path, [f"train.init_from={bad}"])) == 2
-    assert "decode.beam_size" in capsys.readouterr().err
-    assert_nothing_made(big_dataset, tmp_path)
+    for section, values, key in (("decode", {"beam_size": 0}, "decode.beam_size"), ("train", {"lr": 5.0}, "train.lr"),
+                                 ("decoder", {"kind": "lrcn_2f", "num_layers": 3}, "decoder.num_layers")):
+        bad = fake_run(tmp_path, big_dataset, f"bad-{section}", **{section: values})
+        assert main(["-q", "train", "--resume", bad]) == 2
+        assert key in capsys.readouterr().err
+        assert main(train_args(big_dataset, tmp_path, [f"train.init_from={bad}"])) == 2
+        assert key in capsys.readouterr().err
+        assert_nothing_made(big_dataset, tmp_path)
 
 
 def test_the_library_entry_refuses_first_too(big_dataset, tmp_path):
