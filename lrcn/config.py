@@ -39,7 +39,7 @@ from lrcn.train.losses import ADVANTAGES, LOSSES, PICKS, schedule_problems
 
 @dataclass(frozen=True)
 class Range:
-    """Finite numbers from ``low`` to ``high`` (None: unbounded), ends open or closed."""
+    """Finite numbers from ``low`` to ``high`` (None: no upper bound), each end open or closed."""
 
     low: float
     high: float | None = None

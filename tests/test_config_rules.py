@@ -182,6 +182,13 @@ def test_the_command_line_process_refuses_in_seconds(big_dataset, tmp_path):
     assert_nothing_made(big_dataset, tmp_path)
 
 
+def test_what_only_the_backbone_knows_is_refused_before_any_data(big_dataset, tmp_path, capsys):
+    """The encoder is built (from its weights, not from data) before the split is read."""
+    assert main(train_args(big_dataset, tmp_path, ["encoder.trainable_blocks=99"])) == 2
+    assert "trainable_blocks=99" in capsys.readouterr().err
+    assert_nothing_made(big_dataset, tmp_path)
+
+
 def test_extract_refuses_the_same_way(big_dataset, tmp_path, capsys):
     args = ["-q", "extract", DEMO, "--set", f"data.split_json={big_dataset}", "--set", "decode.top_p=0"]
     assert main(args) == 2
