@@ -89,18 +89,19 @@ CHOICES: dict[str, Collection[str]] = {
 }
 
 
-def _value(config: Config, key: str) -> Any:
+def value_of(config: Config, key: str) -> Any:
+    """The value of a dotted key: ``value_of(config, "train.lr")`` is ``config.train.lr``."""
     return functools.reduce(getattr, key.split("."), config)
 
 
 def _ranges(config: Config) -> list[str]:
     return [f"{key} must be {allowed} (got {value!r})" for key, allowed in RANGES.items()
-            if (value := _value(config, key)) is not None and value not in allowed]
+            if (value := value_of(config, key)) is not None and value not in allowed]
 
 
 def _names(config: Config) -> list[str]:
     return [f"{key} {value!r} is unknown; choose one of {', '.join(names)}" for key, names in CHOICES.items()
-            if (value := _value(config, key)) not in names]
+            if (value := value_of(config, key)) not in names]
 
 
 def _fixed_layers(config: Config) -> list[str]:

@@ -231,6 +231,13 @@ def test_resumed_and_init_from_configs_are_validated_as_they_are_loaded(big_data
         assert_nothing_made(big_dataset, tmp_path)
 
 
+def test_init_from_a_run_of_another_shape_is_refused_first(big_dataset, tmp_path, capsys):
+    start = fake_run(tmp_path, big_dataset, "start", decoder={"kind": "lrcn_2f"})
+    assert main(train_args(big_dataset, tmp_path, [f"train.init_from={start}"])) == 2
+    assert "train.init_from" in (err := capsys.readouterr().err) and "decoder.kind 'lrcn_2f'" in err
+    assert_nothing_made(big_dataset, tmp_path)
+
+
 def test_the_library_entry_refuses_first_too(big_dataset, tmp_path):
     config = Config()
     config.data.split_json, config.train.runs_dir = str(big_dataset), str(tmp_path / "runs")

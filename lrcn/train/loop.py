@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from lrcn.config import VALIDATION_METRICS, Config, validate as validate_config
+from lrcn.config import VALIDATION_METRICS, Config, validate as validate_config, value_of
 from lrcn.data.loaders import CaptionTable, cached_features, load_samples, split
 from lrcn.data.media import ImageFolderDataset, collate_skip_bad
 from lrcn.data.records import Sample
@@ -29,6 +29,10 @@ from lrcn.train.checkpoint import save_checkpoint
 from lrcn.train.losses import build_loss
 
 CAPTIONS_PER_IMAGE = 5   # each training image contributes this many captions per epoch
+
+# the keys that shape the decoder's weights (and so must agree with train.init_from's run)
+WEIGHT_SHAPING_KEYS = ("decoder.kind", "decoder.embed_dim", "decoder.hidden_dim", "decoder.num_layers",
+                       "decoder.frame_deltas", "encoder.name", "encoder.attention_map")
 
 
 @dataclass
@@ -65,12 +69,22 @@ def _vocabulary(config: Config, run: Run, resume: bool, train_samples: list[Samp
     return vocab
 
 
+def _check_start(config: Config, start: Config) -> None:
+    """Refuse a ``train.init_from`` run whose (validated) config makes weights of other shapes."""
+    differ = [f"{key} {value_of(start, key)!r} (this run: {value_of(config, key)!r})"
+              for key in WEIGHT_SHAPING_KEYS if value_of(start, key) != value_of(config, key)]
+    if differ:
+        raise ConfigError(f"train.init_from={config.train.init_from}: its weights do not fit this run's models; "
+                          f"it has {', '.join(differ)}")
+
+
 def train(config: Config | None, resume: str | Path | None = None, progress: bool = True) -> Path:
     """Train (or continue, with ``resume=RUN_DIR``) a run; returns its folder. The config (or the
-    resumed run's, and that of ``train.init_from``) is validated before any data is read."""
+    resumed run's) is validated before any data is read, and so is that of a new run's
+    ``train.init_from``."""
     config = Run.open(resume).config() if resume is not None else validate_config(config)
-    if config.train.init_from:
-        Run.open(config.train.init_from).config()
+    if config.train.init_from and resume is None:
+        _check_start(config, Run.open(config.train.init_from).config())
     device = resolve_device(config.train.device)
     dist = distributed.setup(device)
     device = dist.device(device)
