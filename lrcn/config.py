@@ -1,168 +1,221 @@
-"""Run configuration: dataclasses, YAML files with ``base:`` inheritance, ``--set key=value`` overrides.
+"""Run configuration: YAML files with ``base:`` inheritance, ``--set key=value`` overrides, and
+every rule on every section, checked in one pass before any data is read.
 
 A config file may name a ``base:`` (a path relative to itself, or a list of them) whose values it
-overrides key by key. Unknown keys and ill-typed values are refused with the key's full dotted
-name. The resolved config is saved as ``config.yaml`` in every run folder.
+overrides key by key. :func:`load_config` builds the typed sections (lrcn.config_schema: unknown
+keys and ill-typed values refused, ``decode:`` included) and then :func:`validate` checks the
+values: ranges (:data:`RANGES`), names against the registries where they live
+(:data:`CHOICES`: encoders, decoder kinds, losses, schedules, ...) and the rules that join
+sections (:data:`RULES`). Every problem is reported at once, each naming its full dotted key and
+what it may be. The resolved config is saved as ``config.yaml`` in every run folder.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
+import math
 import os
-import types
-import typing
-from dataclasses import dataclass, field
+from collections import ChainMap
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Collection
 
+import torch
 import yaml
 
+from lrcn.config_schema import (  # noqa: F401  (the sections are part of this module's interface)
+    VALIDATION_METRICS, Config, DataConfig, DecodeConfig, DecoderConfig, EncoderConfig, TrainConfig, from_dict,
+)
+from lrcn.data.features import MODALITIES
+from lrcn.data.video import SAMPLERS
 from lrcn.errors import ConfigError
+from lrcn.io import write_text
+from lrcn.models.decoders import DECODERS, build_decoder
+from lrcn.models.encoders import ENCODERS, FEATURE_KINDS
+from lrcn.models.temporal import FRAME_DELTAS, VIDEO_DECODERS
+from lrcn.train.losses import ADVANTAGES, LOSSES, PICKS, schedule_problems
 
 
-@dataclass
-class DataConfig:
-    split_json: str = ""                 # a Karpathy split JSON (written by `lrcn data prepare/shapes`)
-    modality: str = "image"              # image | video: each sample is an image, or a clip of num_frames frames
-    image_root: str | None = None        # default: the JSON's "image_root" key, else its folder
-    feature_dir: str | None = None       # feature store; default: features/ beside split_json
-    restval_to_train: bool = True
-    min_word_count: int = 1
-    max_caption_len: int = 16            # words, without <start>/<end>
-    num_workers: int = 2                 # DataLoader workers decoding images
-    max_pixels: int = 89_478_485         # images larger than this are refused (decompression bombs)
-    num_frames: int = 16                 # video: frames sampled per clip
-    frame_sampling: str = "uniform"      # video: uniform (T equal segments) | fps
-    fps: float | None = None             # video: frames per second to sample with frame_sampling=fps
-    source_fps: float | None = None      # video: frame rate of frame folders (files carry their own)
+# --------------------------------------------------------------------------- rules
+
+@dataclass(frozen=True)
+class Range:
+    """Finite numbers from ``low`` to ``high`` (None: no upper bound), each end open or closed."""
+
+    low: float
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        return (math.isfinite(x) and (x > self.low if self.low_open else x >= self.low)
+                and (self.high is None or (x < self.high if self.high_open else x <= self.high)))
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
 
 
-@dataclass
-class EncoderConfig:
-    name: str = "efficientnet_lite0"
-    pretrained: bool = True
-    weights_path: str | None = None      # a local weights file instead of a download
-    image_size: int | None = None        # input side; None: the backbone's own (224 for most)
-    crop: bool = True                    # resize + centre crop as in ImageNet; False: squash the whole image
-    attention_map: int = 0               # A > 0: append an A x A spatial attention map (where things are)
-    flip_average: bool = False           # features: the mean of the image's and its mirror image's
-    features: str = "pooled"             # pooled: one vector per image | grid: one per region (attention decoders)
-    grid_size: int = 0                   # grid: average-pool it to G x G regions (0: the backbone's own grid)
-    trainable_blocks: int = 0            # 0: frozen, features cached once; N: fine-tune the last N blocks
-    lr: float = 1e-5                     # learning rate of the fine-tuned blocks
-    batch_size: int = 64                 # images per forward when extracting features
+AT_LEAST_0, AT_LEAST_1, POSITIVE = Range(0), Range(1), Range(0, low_open=True)
+RATE = Range(0, 1, low_open=True)       # learning rates: Adam moves each weight by ~lr a step, > 1 only diverges
+FRACTION = Range(0, 1, high_open=True)  # dropout, label smoothing
+
+# key -> the numbers it may hold (a None value, where the key allows one, is not checked)
+RANGES: dict[str, Range] = {
+    "data.min_word_count": AT_LEAST_1, "data.max_caption_len": AT_LEAST_1, "data.num_workers": AT_LEAST_0,
+    "data.max_pixels": AT_LEAST_1, "data.num_frames": AT_LEAST_1, "data.fps": POSITIVE, "data.source_fps": POSITIVE,
+    "encoder.image_size": Range(32), "encoder.attention_map": AT_LEAST_0, "encoder.trainable_blocks": AT_LEAST_0,
+    "encoder.lr": RATE, "encoder.batch_size": AT_LEAST_1, "encoder.grid_size": AT_LEAST_0,
+    "decoder.embed_dim": AT_LEAST_1, "decoder.hidden_dim": AT_LEAST_1, "decoder.num_layers": AT_LEAST_1,
+    "decoder.dropout": FRACTION, "decoder.delta_gain": POSITIVE,
+    "train.epochs": AT_LEAST_1, "train.batch_size": AT_LEAST_1, "train.lr": RATE, "train.lr_decay": RATE,
+    "train.lr_decay_every": AT_LEAST_1, "train.weight_decay": AT_LEAST_0, "train.grad_clip": AT_LEAST_0,
+    "train.label_smoothing": FRACTION, "train.ema": FRACTION, "train.auxiliary_weight": AT_LEAST_0,
+    "train.ss_start_epoch": AT_LEAST_0, "train.scst_samples": AT_LEAST_1, "train.scst_temperature": POSITIVE,
+    "train.val_max_images": AT_LEAST_0, "train.patience": AT_LEAST_0, "train.checkpoint_every": AT_LEAST_0,
+    "train.log_every": AT_LEAST_1,
+}
+
+# key -> the names it may hold: the registries themselves (read when a config is checked)
+CHOICES: dict[str, Collection[str]] = {
+    "data.modality": MODALITIES,
+    "data.frame_sampling": SAMPLERS,
+    "encoder.name": ENCODERS,
+    "encoder.features": FEATURE_KINDS,
+    "decoder.kind": ChainMap(DECODERS, VIDEO_DECODERS),
+    "decoder.frame_deltas": FRAME_DELTAS,
+    "train.loss": LOSSES,
+    "train.ss_pick": PICKS,
+    "train.scst_baseline": ADVANTAGES,
+    "train.val_metric": VALIDATION_METRICS,
+}
 
 
-@dataclass
-class DecoderConfig:
-    kind: str = "show_and_tell"          # show_and_tell | init_state | lrcn_1u | lrcn_2u | lrcn_2f
-    embed_dim: int = 512
-    hidden_dim: int = 512
-    num_layers: int | None = None        # None: the kind's own (1 for show_and_tell; fixed for LRCN kinds)
-    dropout: float = 0.5
-    frame_deltas: str = "off"            # video: off | where | all: append each frame's change since the last
-                                         # (of the attention map, or of the whole feature): motion
-    delta_gain: float = 1.0              # video: ... times this (lrcn.models.temporal.FrameDeltas)
-    concepts: bool = False               # images: the decoder reads predicted words [V] (lrcn.models.concepts)
+def value_of(config: Config, key: str) -> Any:
+    """The value of a dotted key: ``value_of(config, "train.lr")`` is ``config.train.lr``."""
+    return functools.reduce(getattr, key.split("."), config)
 
 
-@dataclass
-class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 4e-4
-    lr_decay: float = 1.0                # multiply the learning rate by this ...
-    lr_decay_every: int = 1              # ... every this many epochs
-    weight_decay: float = 0.0
-    grad_clip: float = 5.0               # max global gradient norm (0: off)
-    ema: float = 0.0                     # > 0: validate and keep an exponential moving average of the decoder's
-                                         # weights with this decay per step (e.g. 0.995); 0: the weights themselves
-    loss: str = "xe"                     # a name in lrcn.train.losses.LOSSES
-    label_smoothing: float = 0.0
-    auxiliary_weight: float = 1.0        # xe: weight of the decoder's own auxiliary loss (decoder.concepts: its detectors')
-    scheduled_sampling: str = "off"      # xe: off | linear | exponential | inverse_sigmoid (Bengio et al. 2015):
-    ss_k: float = 0.05                   # ... p = k*epoch | 1 - k**epoch (0<k<1) | 1 - k/(k+exp(epoch/k)) (k>=1)
-    ss_max_prob: float = 0.25            # ... never feed the model's own word more often than this
-    ss_start_epoch: float = 0.0          # ... teacher forcing only before this epoch
-    ss_pick: str = "sample"              # ... the model's word: sample (from its distribution) | argmax
-    scst_samples: int = 5                # scst: captions sampled per image
-    scst_baseline: str = "greedy"        # scst: greedy (the greedy caption's reward) | mean (of the other samples)
-    scst_temperature: float = 1.0        # scst: sampling temperature (< 1: samples nearer the greedy caption)
-    seed: int = 0
-    val_metric: str = "CIDEr"            # selects best.pt
-    val_max_images: int = 0              # 0: the whole validation split
-    patience: int = 0                    # stop after this many epochs without improvement (0: never)
-    checkpoint_every: int = 0            # also write last.pt every N steps (0: at epoch ends only)
-    device: str = "auto"                 # auto | cpu | cuda | cuda:1 ...
-    bf16: bool = False                   # bf16 autocast (on CUDA, or CPUs that support it)
-    log_every: int = 50                  # steps between TensorBoard scalars
-    runs_dir: str = "runs"
-    init_from: str | None = None         # a run folder whose vocabulary and best weights start this run
+def _ranges(config: Config) -> list[str]:
+    return [f"{key} must be {allowed} (got {value!r})" for key, allowed in RANGES.items()
+            if (value := value_of(config, key)) is not None and value not in allowed]
 
 
-@dataclass
-class Config:
-    name: str = "run"
-    data: DataConfig = field(default_factory=DataConfig)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    decode: dict[str, Any] = field(default_factory=lambda: {"beam_size": 3, "max_len": 20})
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+def _names(config: Config) -> list[str]:
+    return [f"{key} {value!r} is unknown; choose one of {', '.join(names)}" for key, names in CHOICES.items()
+            if (value := value_of(config, key)) not in names]
 
 
-# --------------------------------------------------------------------------- building from dicts
-
-def _check_value(value: Any, annotation: Any, key: str) -> Any:
-    """Return ``value`` coerced to ``annotation`` (int -> float only), or raise ConfigError."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _check_value(value, option, key)
-            except ConfigError:
-                pass
-        raise ConfigError(f"config key {key!r}: {value!r} is not a {annotation}")
-    if origin is dict or annotation is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
-        return dict(value)
-    if annotation is float and isinstance(value, (int, str)) and not isinstance(value, bool):
-        try:
-            return float(value)  # YAML 1.1 reads "1e-3" as a string
-        except ValueError:
-            pass
-    if annotation in (int, float) and isinstance(value, bool):
-        raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
-    if annotation in (int, float, str, bool) and not isinstance(value, annotation):
-        raise ConfigError(f"config key {key!r}: expected {annotation.__name__}, got {value!r}")
-    return value
+def _fixed_layers(config: Config) -> list[str]:
+    """decoder.num_layers against kinds whose depth is part of their definition (LRCN's, S2VT):
+    asked of the kind's own builder, on a model of 4 units."""
+    d = config.decoder
+    if d.num_layers is None or d.num_layers < 1 or d.kind not in CHOICES["decoder.kind"]:
+        return []
+    try:
+        build_decoder(d.kind, 4, 4, embed_dim=4, hidden_dim=4, dropout=0.0, num_layers=d.num_layers)
+    except ConfigError as e:
+        return [str(e)]
+    return []
 
 
-def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from nested dicts, refusing unknown keys."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"config section {prefix.rstrip('.') or '(top level)'!r} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        full = prefix + key
-        if key not in names:
-            raise ConfigError(f"unknown config key {full!r}; known keys here: {', '.join(sorted(names))}")
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = from_dict(hint, value, full + ".")
-        else:
-            kwargs[key] = _check_value(value, hint, full)
-    return cls(**kwargs)
+def _frame_deltas(config: Config) -> list[str]:
+    d, problems = config.decoder, []
+    if d.frame_deltas != "off" and d.kind not in VIDEO_DECODERS:
+        problems.append(f"decoder.frame_deltas={d.frame_deltas!r} needs a video decoder (decoder.kind s2vt or "
+                        f"<mean|lstm|bilstm>+<image kind>); decoder.kind {d.kind!r} is an image decoder")
+    if d.frame_deltas == "where" and not config.encoder.attention_map:
+        problems.append("decoder.frame_deltas=where differences the attention map, but encoder.attention_map is 0; "
+                        "set encoder.attention_map (e.g. 8) or use decoder.frame_deltas=all")
+    return problems
+
+
+def _attention_map(config: Config) -> list[str]:
+    e = config.encoder
+    if e.image_size is None or e.attention_map <= e.image_size // 2:
+        return []
+    return [f"encoder.attention_map={e.attention_map}: no feature grid of a {e.image_size}-pixel image is that "
+            f"fine (the first block halves it); use at most {e.image_size // 2}, or a larger encoder.image_size"]
+
+
+def _modality(config: Config) -> list[str]:
+    """data.modality agrees with decoder.kind (video kinds read clips, the others images), and a video
+    run keeps its encoder frozen: its per-frame features are extracted once into the store."""
+    modality, kind, problems = config.data.modality, config.decoder.kind, []
+    reads = "video" if kind in VIDEO_DECODERS else "image" if kind in DECODERS else modality
+    if modality != reads:
+        problems.append(f"decoder.kind={kind!r} captions {reads}s, but data.modality is {modality!r}; "
+                        f"set data.modality: {reads} (or choose a decoder.kind for {modality}s)")
+    if modality == "video" and config.encoder.trainable_blocks > 0:
+        problems.append(f"encoder.trainable_blocks={config.encoder.trainable_blocks} with data.modality: video: "
+                        f"fine-tuning the encoder on clips is not supported (frame features are extracted once); "
+                        f"set encoder.trainable_blocks: 0")
+    return problems
+
+
+def _features(config: Config) -> list[str]:
+    """What the encoder gives and what reads it: the attention map belongs to pooled features (a grid
+    keeps every position; averaging with the mirror image would blur its left and right), a grid
+    size to grids, and concept detectors to images."""
+    e, problems = config.encoder, []
+    if e.attention_map and e.features == "grid":
+        problems.append("encoder.attention_map applies to pooled features; encoder.features=grid keeps every "
+                        "position already: set one of them to its default")
+    if e.attention_map and e.flip_average:
+        problems.append("encoder.flip_average averages an image with its mirror image, which would blur "
+                        "encoder.attention_map's left and right; use one or the other")
+    if e.grid_size and e.features != "grid":
+        problems.append(f"encoder.grid_size={e.grid_size} pools a grid; it needs encoder.features=grid")
+    if config.decoder.concepts and config.data.modality != "image":
+        problems.append("decoder.concepts detects the words of an image; it needs data.modality: image")
+    return problems
+
+
+def _frame_rate(config: Config) -> list[str]:
+    d = config.data
+    if d.frame_sampling == "fps" and d.fps is None:
+        return ["data.frame_sampling=fps samples at a fixed rate: set data.fps (frames per second, > 0)"]
+    return []
+
+
+def _schedule(config: Config) -> list[str]:
+    t = config.train
+    return schedule_problems(t.scheduled_sampling, t.ss_k, t.ss_max_prob)
+
+
+def _scst(config: Config) -> list[str]:
+    t = config.train
+    if t.loss == "scst" and t.scst_baseline == "mean" and t.scst_samples < 2:
+        return [f"train.scst_samples={t.scst_samples} is too few: the 'mean' baseline (train.scst_baseline) "
+                f"needs >= 2 samples per image"]
+    return []
+
+
+def _device(config: Config) -> list[str]:
+    if config.train.device == "auto":
+        return []
+    try:
+        torch.device(config.train.device)
+    except RuntimeError:
+        return [f"train.device {config.train.device!r} is not a device; use auto, cpu, cuda or cuda:N"]
+    return []
+
+
+# every check, each returning its problems; the decode: section checks itself as it is built
+# (lrcn.decoding.DecodeConfig and its strategy's entry in lrcn.decoding.STRATEGIES)
+RULES: list[Callable[[Config], list[str]]] = [
+    _ranges, _names, _fixed_layers, _frame_deltas, _modality, _attention_map, _features, _frame_rate, _schedule,
+    _scst, _device,
+]
+
+
+def validate(config: Config) -> Config:
+    """``config`` if every rule of every section holds, else a ConfigError listing each problem."""
+    problems = [problem for rule in RULES for problem in rule(config)]
+    if problems:
+        raise ConfigError("invalid config: " + "; ".join(problems))
+    return config
 
 
 # --------------------------------------------------------------------------- YAML, bases, overrides
@@ -214,11 +267,11 @@ def parse_overrides(overrides: list[str]) -> dict:
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """The config of a YAML file (and its bases) with ``overrides``, typed and validated."""
     data = read_yaml(path) if path else {}
     data = deep_merge(data, parse_overrides(overrides or []))
-    return from_dict(Config, data)
+    return validate(from_dict(Config, data))
 
 
 def save_config(config: Config, path: str | os.PathLike) -> None:
-    from lrcn.io import write_text
     write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from importlib import resources
@@ -12,7 +13,6 @@ from lrcn.config import Config, load_config
 from lrcn.data.loaders import load_samples, split
 from lrcn.data.shapes import generate_shapes
 from lrcn.evaluate import evaluate
-from lrcn.inference import decode_config
 from lrcn.io import write_json
 from lrcn.metrics import format_table, score
 from lrcn.train.loop import train
@@ -51,8 +51,9 @@ def score_blind_greedy_beam(config: Config, run_dir: Path, progress: bool = True
     test = split(samples, "test")
     blind = consensus_caption({s.id: s.captions for s in split(samples, "train")})
     rows = {"blind": score({s.id: blind for s in test}, {s.id: s.captions for s in test}).corpus}
-    for name, beam in (("greedy", 1), ("beam3", 3)):
-        scores, captions = evaluate(run_dir, "test", decode_config(config, beam_size=beam), progress=progress)
+    beam3 = dataclasses.replace(config.decode, strategy="beam", beam_size=3)
+    for name, decode in (("greedy", config.decode.greedy()), ("beam3", beam3)):
+        scores, captions = evaluate(run_dir, "test", decode, progress=progress)
         rows[name] = scores.corpus
     print(f'\nblind baseline caption: "{blind}"')
     for s in [s for s in test if s.id in captions][:5]:      # unreadable inputs have no caption

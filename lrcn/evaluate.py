@@ -13,18 +13,6 @@ from lrcn.metrics import Scores, save_scores, score, write_results
 from lrcn.run import Run, resolve_device
 
 
-def strategy_name(decode: DecodeConfig) -> str:
-    """A short, file-name-safe label: greedy, beam3, beam5-g2, sample-t0.7-k10 ..."""
-    if decode.sample:
-        parts = ["sample", f"t{decode.temperature:g}"]
-        parts += [f"k{decode.top_k}"] if decode.top_k else []
-        parts += [f"p{decode.top_p:g}"] if decode.top_p < 1 else []
-        return "-".join(parts)
-    if decode.beam_size == 1:
-        return "greedy"
-    return f"beam{decode.beam_size}" + (f"-g{decode.groups}" if decode.groups > 1 else "")
-
-
 def evaluate(run_dir: str | Path, split: str = "test", decode: DecodeConfig | None = None, which: str = "best",
              backend: str = "fast", device: str = "auto", progress: bool = True) -> tuple[Scores, dict[str, str]]:
     """Scores of the run's ``which`` checkpoint on ``split``; writes results_<split>_<strategy>.json,
@@ -32,9 +20,7 @@ def evaluate(run_dir: str | Path, split: str = "test", decode: DecodeConfig | No
     run = Run.open(run_dir)
     dev = resolve_device(device)
     config, vocab, encoder, decoder = load_models(run, which, dev)
-    if decode is None:
-        from lrcn.inference import decode_config
-        decode = decode_config(config)
+    decode = decode or config.decode
     if config.encoder.trainable_blocks > 0:          # a fine-tuned encoder: its own feature store
         config.data.feature_dir = str(run.dir / "features")
     samples = split_of(load_samples(config), split)
@@ -42,7 +28,7 @@ def evaluate(run_dir: str | Path, split: str = "test", decode: DecodeConfig | No
     hyps = caption_features(decoder, features, vocab, decode, device=dev, bf16=config.train.bf16)
     candidates = {s.id: vocab.decode(h[0].tokens) for s, h in zip(samples, hyps)}
     scores = score(candidates, {s.id: s.captions for s in samples}, backend=backend)
-    name = f"{split}_{strategy_name(decode)}"
+    name = f"{split}_{decode.label}"
     write_results(run.dir / f"results_{name}.json", candidates)
     save_scores(run.dir, name, scores)
     return scores, candidates

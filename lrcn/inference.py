@@ -3,38 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Any
 
 import torch
 
 from lrcn.config import Config
 from lrcn.decoding import DecodeConfig, Hypothesis, generate
-from lrcn.errors import ConfigError
 from lrcn.models.concepts import ConceptCaptioner
-from lrcn.models.decoders import DECODERS, CaptionDecoder, build_decoder
+from lrcn.models.decoders import CaptionDecoder, build_decoder
 from lrcn.models.encoders import ImageEncoder, build_encoder
-from lrcn.models.temporal import VIDEO_DECODERS, delta_dims
+from lrcn.models.temporal import delta_dims
 from lrcn.run import Run
 from lrcn.text import Vocabulary
 
 
-def check_modality(config: Config) -> None:
-    """``data.modality`` agrees with ``decoder.kind`` (video kinds read clips, the others images), and
-    a video run keeps its encoder frozen: its per-frame features are extracted once into the store."""
-    modality, kind = config.data.modality, config.decoder.kind
-    reads = "video" if kind in VIDEO_DECODERS else "image" if kind in DECODERS else modality
-    if modality != reads:
-        raise ConfigError(f"decoder.kind={kind!r} captions {reads}s, but data.modality is {modality!r}; "
-                          f"set data.modality: {reads} (or choose a decoder.kind for {modality}s)")
-    if modality == "video" and config.encoder.trainable_blocks > 0:
-        raise ConfigError(f"encoder.trainable_blocks={config.encoder.trainable_blocks} with data.modality: video: "
-                          f"fine-tuning the encoder on clips is not supported (frame features are extracted "
-                          f"once); set encoder.trainable_blocks: 0")
-
-
 def config_encoder(config: Config, pretrained: bool | None = None) -> ImageEncoder:
     """The encoder of ``config`` (frozen or partly trainable); its ``key`` names the feature stores."""
-    check_modality(config)
     c = config.encoder
     return build_encoder(c.name, pretrained=c.pretrained if pretrained is None else pretrained,
                          trainable_blocks=c.trainable_blocks, weights_path=c.weights_path,
@@ -53,20 +38,21 @@ def frame_delta_args(config: Config, feature_dim: int) -> dict[str, Any]:
             "delta_gain": d.delta_gain}
 
 
+def config_decoder(config: Config, vocab_size: int, feature_dim: int) -> CaptionDecoder:
+    """A fresh decoder of ``config`` on features of ``feature_dim`` (with ``decoder.concepts``, the
+    kind reads the concept detectors' [V] probabilities instead)."""
+    d = config.decoder
+    layers = {"num_layers": d.num_layers} if d.num_layers is not None else {}
+    decoder = build_decoder(d.kind, vocab_size, vocab_size if d.concepts else feature_dim, embed_dim=d.embed_dim,
+                            hidden_dim=d.hidden_dim, dropout=d.dropout, **layers,
+                            **frame_delta_args(config, feature_dim))
+    return ConceptCaptioner(decoder, feature_dim, d.dropout) if d.concepts else decoder
+
+
 def build_models(config: Config, vocab_size: int, pretrained: bool | None = None):
     """The encoder (frozen or partly trainable, per config) and a fresh decoder."""
     encoder = config_encoder(config, pretrained)
-    d = config.decoder
-    if d.frame_deltas != "off" and d.kind not in VIDEO_DECODERS:
-        raise ConfigError(f"decoder.frame_deltas={d.frame_deltas!r} needs a video decoder; "
-                          f"decoder.kind {d.kind!r} is an image decoder")
-    layers = {"num_layers": d.num_layers} if d.num_layers is not None else {}
-    feature_dim = vocab_size if d.concepts else encoder.out_dim      # concepts: the decoder reads a word per input
-    decoder = build_decoder(d.kind, vocab_size, feature_dim, embed_dim=d.embed_dim, hidden_dim=d.hidden_dim,
-                            dropout=d.dropout, **layers, **frame_delta_args(config, encoder.out_dim))
-    if d.concepts:
-        decoder = ConceptCaptioner(decoder, encoder.out_dim, d.dropout)
-    return encoder, decoder
+    return encoder, config_decoder(config, vocab_size, encoder.out_dim)
 
 
 def load_models(run: Run, which: str = "best", device: str | torch.device = "cpu"):
@@ -103,5 +89,4 @@ def caption_features(decoder: CaptionDecoder, features: torch.Tensor, vocab: Voc
 
 def decode_config(config: Config, **overrides: Any) -> DecodeConfig:
     """The run's ``decode:`` section with ``overrides`` (those not None) applied."""
-    values = {**config.decode, **{k: v for k, v in overrides.items() if v is not None}}
-    return DecodeConfig.from_dict(values)
+    return dataclasses.replace(config.decode, **{k: v for k, v in overrides.items() if v is not None})

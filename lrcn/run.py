@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from lrcn.config import Config, from_dict, read_yaml, save_config
+from lrcn.config import Config, load_config, save_config
 from lrcn.errors import CheckpointError, ConfigError
 from lrcn.text import Vocabulary
 from lrcn.train.checkpoint import load_checkpoint
@@ -53,7 +53,7 @@ class Run:
 
     def config(self) -> Config:
         try:
-            return from_dict(Config, read_yaml(self.config_path))
+            return load_config(self.config_path)
         except ConfigError as e:
             raise CheckpointError(f"{self.config_path} does not fit this lrcn version ({e}); "
                                   f"use the lrcn version that wrote it, or retrain") from None

@@ -9,7 +9,7 @@ def test_base_inheritance_and_overrides(tmp_path):
     (tmp_path / "child.yaml").write_text("base: base.yaml\nname: child\ntrain:\n  epochs: 5\n")
     c = load_config(tmp_path / "child.yaml", ["train.lr=1e-4", "decoder.hidden_dim=64", "decode.beam_size=5"])
     assert (c.name, c.train.epochs, c.train.lr, c.decoder.kind) == ("child", 5, 1e-4, "lrcn_1u")
-    assert c.decoder.hidden_dim == 64 and c.decode["beam_size"] == 5
+    assert c.decoder.hidden_dim == 64 and c.decode.beam_size == 5
     assert c.train.batch_size == Config().train.batch_size
 
 
@@ -24,7 +24,7 @@ def test_saved_config_loads_back_identically(tmp_path):
     ("trian.lr=1", "unknown config key 'trian'"),
     ("train.epochs=many", "'train.epochs': expected int"),
     ("train.bf16=3", "'train.bf16': expected bool"),
-    ("decode=3", "'decode': expected a mapping"),
+    ("decode=3", "'decode' must be a mapping"),
     ("novalue", "must look like section.key=value"),
 ])
 def test_bad_keys_and_values_are_named(override, message):

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import pytest
@@ -17,7 +16,7 @@ from torch import nn
 from lrcn.decoding import (
     LENGTH_PENALTIES, DecodeConfig, NoRepeatNGram, Temperature, TopK, TopP, beam_search,
     build_constraints, diverse_beam_search, generate, greedy, sample, sample_with_logprobs,
-    add_decoding_arguments, to_hypotheses,
+    to_hypotheses,
 )
 from lrcn.errors import ConfigError
 
@@ -599,12 +598,12 @@ def test_policy_gradient_through_samples_learns():
 
 def test_config_from_dict_and_validation():
     c = DecodeConfig.from_dict({"beam_size": 5, "length_penalty": "gnmt", "alpha": 1, "n_best": 3})
-    assert c.strategy == "beam" and c.alpha == 1.0 and isinstance(c.alpha, float)
+    assert c.selected.name == "beam" and c.alpha == 1.0 and isinstance(c.alpha, float)
     assert DecodeConfig.from_dict(c.to_dict()) == c
     assert DecodeConfig.from_dict(None) == DecodeConfig()
-    assert DecodeConfig(groups=2, beam_size=4).strategy == "diverse"
-    assert DecodeConfig(sample=True, n_best=5).strategy == "sample"
-    assert DecodeConfig().strategy == "greedy"
+    assert DecodeConfig(groups=2, beam_size=4).selected.name == "diverse"
+    assert DecodeConfig(sample=True, n_best=5).selected.name == "sample"
+    assert DecodeConfig().selected.name == "greedy"
     bad = [{"beam": 5}, {"beam_size": "5"}, {"beam_size": 0}, {"beam_size": 3, "n_best": 4},
            {"beam_size": 4, "groups": 3}, {"sample": True, "beam_size": 3}, {"length_penalty": "norm"},
            {"top_p": 0.0}, {"temperature": 0}, {"min_len": 30}, {"suppress_unk": 1}, {"seed": 1.5}]
@@ -612,26 +611,6 @@ def test_config_from_dict_and_validation():
         with pytest.raises(ConfigError) as e:
             DecodeConfig.from_dict(d)
         assert next(iter(d)) in str(e.value)
-
-
-def test_command_line_options():
-    parser = add_decoding_arguments(argparse.ArgumentParser())
-    args = parser.parse_args("--beam 5 --length-penalty gnmt --alpha 0.8 --n-best 3 --allow-unk".split())
-    c = DecodeConfig.from_args(args, base={"max_len": 16})
-    assert (c.beam_size, c.length_penalty, c.alpha, c.n_best, c.max_len, c.suppress_unk) == (5, "gnmt", 0.8, 3, 16, False)
-    assert DecodeConfig.from_args(parser.parse_args([]), base=c) == c
-    s = DecodeConfig.from_args(parser.parse_args("--sample --top-k 10 --top-p 0.9 --temperature 0.7 "
-                                                 "--sample-seed 4".split()))
-    assert (s.sample, s.top_k, s.top_p, s.temperature, s.seed, s.strategy) == (True, 10, 0.9, 0.7, 4, "sample")
-    assert DecodeConfig.from_args(parser.parse_args("--beam 6 --groups 3".split())).strategy == "diverse"
-    assert DecodeConfig.from_args(parser.parse_args(["--no-sample"]), base=s).strategy == "greedy"
-    with pytest.raises(ConfigError):
-        DecodeConfig.from_args(parser.parse_args("--beam 2 --sample".split()))
-    # a run whose config searches 3 beams can still be sampled from, and a sampling run searched
-    beam3 = DecodeConfig.from_dict({"beam_size": 3, "max_len": 16})
-    s = DecodeConfig.from_args(parser.parse_args("--sample --top-p 0.9".split()), base=beam3)
-    assert (s.strategy, s.beam_size, s.top_p, s.max_len) == ("sample", 1, 0.9, 16)
-    assert DecodeConfig.from_args(parser.parse_args("--beam 5".split()), base=s).strategy == "beam"
 
 
 def test_generate_output_structure():

@@ -9,8 +9,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from conftest import tiny_overrides
-from lrcn.config import Config, load_config
+from lrcn.config import Config, load_config, validate
 from lrcn.data.records import Sample
+from lrcn.decoding import DecodeConfig
 from lrcn.demo import DEMO_CONFIG
 from lrcn.errors import ConfigError
 from lrcn.metrics.cider import CiderD
@@ -174,7 +175,7 @@ class StubRewards(SelfCritical):
 
 def scst_config(**train) -> Config:
     c = config(loss="scst", **train)
-    c.decode = {"max_len": 4}
+    c.decode = DecodeConfig(max_len=4)
     return c
 
 
@@ -314,14 +315,15 @@ def test_scst_runs_on_a_video_decoder_through_the_step_interface():
 
 
 def test_unknown_losses_and_settings_are_refused():
+    """(by the config's validation, which `lrcn train` and lrcn.train.loop.train run first)"""
     with pytest.raises(ConfigError, match="train.loss"):
-        build_loss(config(loss="ppo"), VOCAB, samples(1, ["a"]))
+        validate(config(loss="ppo"))
     with pytest.raises(ConfigError, match="scst_baseline"):
-        build_loss(config(loss="scst", scst_baseline="critic"), VOCAB, samples(1, ["a"]))
+        validate(config(loss="scst", scst_baseline="critic"))
     with pytest.raises(ConfigError, match="scst_samples"):
-        build_loss(config(loss="scst", scst_baseline="mean", scst_samples=1), VOCAB, samples(1, ["a"]))
+        validate(config(loss="scst", scst_baseline="mean", scst_samples=1))
     with pytest.raises(ConfigError, match="ss_pick"):
-        build_loss(config(ss_pick="beam"), VOCAB, samples(1, ["a"]))
+        validate(config(ss_pick="beam"))
 
 
 # --------------------------------------------------------------------------- through the trainer

@@ -17,15 +17,19 @@ length penalty of ``len(words) + 1`` (the number of predicted tokens):
 Two layers: tensor-level functions (:func:`greedy`, :func:`beam_search`,
 :func:`diverse_beam_search`, :func:`sample` returning :class:`DecodeOutput`, and
 :func:`sample_with_logprobs` returning :class:`SampleOutput` with gradients for self-critical
-training), and :func:`generate`, which dispatches on a :class:`DecodeConfig` and returns
-:class:`Hypothesis` lists.
+training), and :func:`generate`, which runs the strategy a :class:`DecodeConfig` selects and
+returns :class:`Hypothesis` lists.
+
+A strategy is one :class:`Strategy` entry of :data:`STRATEGIES`: its name, its search function,
+the options it reads, its rules on them and its results-file label. Adding one there makes it
+selectable (``decode.strategy``, ``--strategy``), validated, and evaluated into its own files.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -85,9 +89,12 @@ LENGTH_PENALTIES: dict[str, Callable] = {"none": _no_penalty, "avg": _average, "
 
 @dataclass
 class DecodeConfig:
-    """How to decode captions. Stored in YAML configs under ``decode:``; see ``add_decoding_arguments``.
+    """How to decode captions: the YAML config's ``decode:`` section, or built directly.
 
-    beam_size: hypotheses kept per input (1 = greedy unless ``groups`` or ``sample``).
+    strategy: a name in :data:`STRATEGIES`, or "auto": chosen by the flags below (``sample`` ->
+        sample, ``groups`` > 1 -> diverse, ``beam_size`` > 1 -> beam, else greedy). A strategy
+        named here reads only its own options (``Strategy.options``) besides the shared ones.
+    beam_size: hypotheses kept per input.
     groups: diverse beam search groups (Vijayakumar et al.); ``beam_size`` must be a multiple.
     diversity_strength: Hamming diversity penalty (lambda) between groups.
     length_penalty: "none" | "avg" | "gnmt" (see the module docstring); alpha: GNMT exponent.
@@ -97,8 +104,11 @@ class DecodeConfig:
     sample: draw captions at random instead of searching; temperature, top_k (0 = off),
         top_p (1.0 = off) shape the distribution; seed makes the draws reproducible.
     n_best: captions returned per input (<= beam_size when searching; samples drawn when sampling).
+
+    Every value is checked when the config is made; a ConfigError names the ``decode.`` key.
     """
 
+    strategy: str = "auto"
     beam_size: int = 1
     groups: int = 1
     diversity_strength: float = 0.5
@@ -128,39 +138,25 @@ class DecodeConfig:
                 raise ConfigError(f"decode.{f.name}: expected {_describe(hints[f.name])}, got {value!r}")
             elif hints[f.name] is float:
                 setattr(self, f.name, float(value))
-        c = self
-        problems = [message for ok, message in [
-            (c.beam_size >= 1, f"beam_size must be >= 1 (got {c.beam_size})"),
-            (c.groups >= 1, f"groups must be >= 1 (got {c.groups})"),
-            (c.groups < 1 or c.beam_size % c.groups == 0,
-             f"beam_size ({c.beam_size}) must be a multiple of groups ({c.groups})"),
-            (c.diversity_strength >= 0, f"diversity_strength must be >= 0 (got {c.diversity_strength})"),
-            (c.length_penalty in LENGTH_PENALTIES,
-             f"length_penalty must be one of {sorted(LENGTH_PENALTIES)} (got {c.length_penalty!r})"),
-            (c.max_len >= 1, f"max_len must be >= 1 (got {c.max_len})"),
-            (0 <= c.min_len <= c.max_len, f"min_len must be between 0 and max_len={c.max_len} (got {c.min_len})"),
-            (c.block_ngram >= 0, f"block_ngram must be >= 0 (got {c.block_ngram})"),
-            (c.temperature > 0, f"temperature must be > 0 (got {c.temperature})"),
-            (c.top_k >= 0, f"top_k must be >= 0 (got {c.top_k})"),
-            (0 < c.top_p <= 1, f"top_p must be in (0, 1] (got {c.top_p})"),
-            (c.n_best >= 1, f"n_best must be >= 1 (got {c.n_best})"),
-            (c.sample or c.n_best <= c.beam_size,
-             f"n_best ({c.n_best}) must be <= beam_size ({c.beam_size}) unless sampling"),
-            (not c.sample or (c.beam_size == 1 and c.groups == 1),
-             f"sample cannot be combined with beam_size > 1 or groups > 1 "
-             f"(got beam_size={c.beam_size}, groups={c.groups})"),
-        ] if not ok]
+        problems = [message for ok, message in _rules(self) if not ok]
+        if not problems:                                   # (the strategy is known)
+            problems = self.selected.problems(self)
         if problems:
-            raise ConfigError("invalid decode settings (YAML decode: / decoding options): " + "; ".join(problems))
+            raise ConfigError("invalid decode settings: " + "; ".join(problems))
 
     @property
-    def strategy(self) -> str:
-        """Name of the strategy in :data:`STRATEGIES` this config selects."""
-        if self.sample:
-            return "sample"
-        if self.groups > 1:
-            return "diverse"
-        return "beam" if self.beam_size > 1 else "greedy"
+    def selected(self) -> Strategy:
+        """The entry of :data:`STRATEGIES` this config selects."""
+        return STRATEGIES[_auto_strategy(self) if self.strategy == "auto" else self.strategy]
+
+    @property
+    def label(self) -> str:
+        """The results-file label of these settings (greedy, beam3, sample-t0.7-k10, ...)."""
+        return self.selected.label(self)
+
+    def greedy(self) -> DecodeConfig:
+        """These settings (lengths, suppressions, blocked n-grams) decoding greedily, one caption each."""
+        return dataclasses.replace(self, strategy="greedy", n_best=1)
 
     def describe(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
@@ -171,33 +167,48 @@ class DecodeConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None, where: str = "decode") -> DecodeConfig:
+    def from_dict(cls, d: Mapping[str, Any] | None) -> DecodeConfig:
         """Build from a plain dict (a YAML ``decode:`` section); unknown keys raise ConfigError."""
         d = dict(d or {})
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(d) - set(names))
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {names}")
+            raise ConfigError(f"decode: unknown key(s) {unknown}; valid keys are {names}")
         return cls(**d)
 
-    @classmethod
-    def from_args(cls, namespace: argparse.Namespace,
-                  base: DecodeConfig | Mapping[str, Any] | None = None) -> DecodeConfig:
-        """``base`` (a config or dict, default: the defaults) with the options given on the command
-        line. A strategy chosen there wins over a conflicting one in ``base``: ``--sample`` without
-        ``--beam`` searches no beams, ``--beam``/``--groups`` without ``--sample`` stop sampling."""
-        if not isinstance(base, DecodeConfig):
-            base = cls.from_dict(base)
-        overrides = {}
-        for f in dataclasses.fields(cls):
-            value = getattr(namespace, _DEST_PREFIX + f.name, None)
-            if value is not None:
-                overrides[f.name] = value
-        if overrides.get("sample") and not {"beam_size", "groups"} & overrides.keys():
-            overrides.update(beam_size=1, groups=1)
-        if "sample" not in overrides and {"beam_size", "groups"} & overrides.keys():
-            overrides["sample"] = False
-        return dataclasses.replace(base, **overrides)
+
+def _rules(c: DecodeConfig) -> list[tuple[bool, str]]:
+    """(holds, what is wrong otherwise) for the options every strategy shares or may read."""
+    names = ["auto", *STRATEGIES]
+    return [
+        (c.strategy in names, f"decode.strategy {c.strategy!r} is unknown; choose one of {', '.join(names)}"),
+        (c.beam_size >= 1, f"decode.beam_size must be >= 1 (got {c.beam_size})"),
+        (c.groups >= 1, f"decode.groups must be >= 1 (got {c.groups})"),
+        (c.diversity_strength >= 0, f"decode.diversity_strength must be >= 0 (got {c.diversity_strength})"),
+        (c.length_penalty in LENGTH_PENALTIES,
+         f"decode.length_penalty {c.length_penalty!r} is unknown; choose one of {', '.join(LENGTH_PENALTIES)}"),
+        (math.isfinite(c.alpha), f"decode.alpha must be a finite number (got {c.alpha})"),
+        (c.max_len >= 1, f"decode.max_len must be >= 1 (got {c.max_len})"),
+        (0 <= c.min_len <= c.max_len, f"decode.min_len must be between 0 and decode.max_len={c.max_len} "
+                                      f"(got {c.min_len})"),
+        (c.block_ngram >= 0, f"decode.block_ngram must be >= 0 (got {c.block_ngram})"),
+        (0 < c.temperature < math.inf, f"decode.temperature must be > 0 (got {c.temperature})"),
+        (c.top_k >= 0, f"decode.top_k must be >= 0, 0 for off (got {c.top_k})"),
+        (0 < c.top_p <= 1, f"decode.top_p must be in (0, 1], 1 for off (got {c.top_p})"),
+        (c.n_best >= 1, f"decode.n_best must be >= 1 (got {c.n_best})"),
+        (c.strategy != "auto" or not c.sample or (c.beam_size == 1 and c.groups == 1),
+         f"decode.sample cannot be combined with decode.beam_size > 1 or decode.groups > 1 "
+         f"(got beam_size={c.beam_size}, groups={c.groups}); or name the strategy in decode.strategy"),
+    ]
+
+
+def _auto_strategy(c: DecodeConfig) -> str:
+    """The strategy ``strategy: auto`` stands for, as chosen by the flags (configs before ``strategy``)."""
+    if c.sample:
+        return "sample"
+    if c.groups > 1:
+        return "diverse"
+    return "beam" if c.beam_size > 1 else "greedy"
 
 
 def _is_int(value: Any) -> bool:
@@ -222,47 +233,6 @@ def _describe(expected: Any) -> str:
     if typing.get_origin(expected) in (typing.Union, types.UnionType):
         return " or ".join(_describe(arg) for arg in typing.get_args(expected))
     return names.get(expected, str(expected))
-
-
-_DEST_PREFIX = "decode_"
-
-# command-line flag -> (DecodeConfig field, argparse keyword arguments)
-_ARGUMENTS: dict[str, tuple[str, dict]] = {
-    "--beam": ("beam_size", dict(type=int, metavar="K", help="beam size (1 = greedy)")),
-    "--length-penalty": ("length_penalty", dict(choices=sorted(LENGTH_PENALTIES),
-                         help="rank finished captions by log-prob (none), average log-prob (avg) "
-                              "or GNMT ((5+len)/6)^alpha (gnmt)")),
-    "--alpha": ("alpha", dict(type=float, metavar="A", help="GNMT length penalty exponent")),
-    "--groups": ("groups", dict(type=int, metavar="G", help="diverse beam search groups")),
-    "--diversity": ("diversity_strength", dict(type=float, metavar="LAMBDA",
-                    help="diverse beam search: Hamming penalty between groups")),
-    "--min-len": ("min_len", dict(type=int, metavar="N", help="fewest words per caption")),
-    "--max-len": ("max_len", dict(type=int, metavar="N", help="most words per caption")),
-    "--block-ngram": ("block_ngram", dict(type=int, metavar="N",
-                      help="forbid repeated n-grams of this size (0 = off)")),
-    "--allow-unk": ("suppress_unk", dict(action="store_const", const=False,
-                    help="allow <unk> in captions (suppressed by default)")),
-    "--sample": ("sample", dict(action=argparse.BooleanOptionalAction,
-                 help="sample captions instead of searching (--no-sample: search)")),
-    "--temperature": ("temperature", dict(type=float, metavar="T", help="sampling temperature")),
-    "--top-k": ("top_k", dict(type=int, metavar="K", help="sample among the K likeliest words (0 = all)")),
-    "--top-p": ("top_p", dict(type=float, metavar="P", help="nucleus sampling mass (1 = off)")),
-    "--n-best": ("n_best", dict(type=int, metavar="N", help="captions per input (samples when sampling)")),
-    "--sample-seed": ("seed", dict(type=int, metavar="SEED", help="seed of the sampler, for reproducible samples")),
-}
-
-
-def add_decoding_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the decoding options (``--beam``, ``--sample``, ...) to ``parser``; read them back with
-    ``DecodeConfig.from_args(args, base)``. Options not given leave ``base`` unchanged."""
-    defaults = DecodeConfig()
-    group = parser.add_argument_group("decoding")
-    for flag, (name, kwargs) in _ARGUMENTS.items():
-        kwargs = dict(kwargs)
-        if "action" not in kwargs:
-            kwargs["help"] += f" (default: the config's decode.{name}, else {getattr(defaults, name)})"
-        group.add_argument(flag, dest=_DEST_PREFIX + name, default=None, **kwargs)
-    return parser
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -638,13 +608,87 @@ def diverse_beam_search(model: StepModel, features: Any, config: DecodeConfig, *
                         bos=bos, eos=eos, unk=unk, pad=pad, early_stop=early_stop)
 
 
+# ----------------------------------------------------------------------------- strategies
+
+def _no_problems(config: DecodeConfig) -> list[str]:
+    return []
+
+
+def _one_caption(config: DecodeConfig) -> list[str]:
+    return [] if config.n_best == 1 else [f"decode.n_best must be 1 for greedy decoding (got {config.n_best})"]
+
+
+def _beams(config: DecodeConfig) -> list[str]:
+    return [] if config.n_best <= config.beam_size else [
+        f"decode.n_best ({config.n_best}) must be <= decode.beam_size ({config.beam_size})"]
+
+
+def _groups(config: DecodeConfig) -> list[str]:
+    return _beams(config) + ([] if config.beam_size % config.groups == 0 else [
+        f"decode.beam_size ({config.beam_size}) must be a multiple of decode.groups ({config.groups})"])
+
+
+def _penalty_label(config: DecodeConfig) -> str:
+    """"" | "-avg" | "-gnmt0.9": how finished captions were ranked, when not by log-prob alone."""
+    if config.length_penalty == "none":
+        return ""
+    return f"-{config.length_penalty}" + (f"{config.alpha:g}" if config.length_penalty == "gnmt" else "")
+
+
+def _greedy_label(config: DecodeConfig) -> str:
+    return "greedy"
+
+
+def _beam_label(config: DecodeConfig) -> str:
+    return f"beam{config.beam_size}{_penalty_label(config)}"
+
+
+def _diverse_label(config: DecodeConfig) -> str:
+    return f"beam{config.beam_size}-g{config.groups}{_penalty_label(config)}"
+
+
+def _sample_label(config: DecodeConfig) -> str:
+    parts = ["sample", f"t{config.temperature:g}"]
+    parts += [f"k{config.top_k}"] if config.top_k else []
+    parts += [f"p{config.top_p:g}"] if config.top_p < 1 else []
+    return "-".join(parts)
+
+
+# the DecodeConfig fields every strategy reads (through the constraints and the length penalty)
+SHARED_OPTIONS = ("min_len", "max_len", "block_ngram", "suppress_unk", "suppress_tokens", "length_penalty", "alpha")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One decoding strategy, all of it in one entry of :data:`STRATEGIES`.
+
+    name: what ``decode.strategy`` (and ``--strategy``) call it.
+    search: ``search(model, features, config, *, bos, eos, unk, pad) -> DecodeOutput``.
+    options: the DecodeConfig fields it reads besides :data:`SHARED_OPTIONS` (the command line
+        says which strategies use each option).
+    label: ``label(config) -> str``, its results-file name (``results_<split>_<label>.json``):
+        the strategy and the options that change its captions.
+    problems: ``problems(config) -> [message, ...]``, its own rules on its options, each message
+        naming the ``decode.`` key (checked whenever a DecodeConfig selecting it is made).
+    """
+
+    name: str
+    search: Callable[..., DecodeOutput]
+    options: tuple[str, ...]
+    label: Callable[[DecodeConfig], str]
+    problems: Callable[[DecodeConfig], list[str]] = _no_problems
+
+
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
+    Strategy("greedy", greedy, ("n_best",), _greedy_label, _one_caption),
+    Strategy("beam", beam_search, ("beam_size", "n_best"), _beam_label, _beams),
+    Strategy("diverse", diverse_beam_search, ("beam_size", "groups", "diversity_strength", "n_best"),
+             _diverse_label, _groups),
+    Strategy("sample", sample, ("temperature", "top_k", "top_p", "n_best", "seed"), _sample_label),
+)}
+
+
 # ----------------------------------------------------------------------------- entry point
-
-# DecodeConfig.strategy -> tensor-level function
-STRATEGIES: dict[str, Callable[..., DecodeOutput]] = {
-    "greedy": greedy, "beam": beam_search, "diverse": diverse_beam_search, "sample": sample,
-}
-
 
 def generate(model: StepModel, features: Any, config: DecodeConfig | Mapping[str, Any], *,
              bos: int, eos: int, unk: int | None = None, pad: int | None = None) -> list[list[Hypothesis]]:
@@ -653,5 +697,5 @@ def generate(model: StepModel, features: Any, config: DecodeConfig | Mapping[str
     never generated. The caller chooses the model's mode (``model.eval()``)."""
     if not isinstance(config, DecodeConfig):
         config = DecodeConfig.from_dict(config)
-    strategy = STRATEGIES[config.strategy]
-    return to_hypotheses(strategy(model, features, config, bos=bos, eos=eos, unk=unk, pad=pad))
+    output = config.selected.search(model, features, config, bos=bos, eos=eos, unk=unk, pad=pad)
+    return to_hypotheses(output)

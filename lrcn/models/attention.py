@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from lrcn.models.decoders import CaptionDecoder, State
+from lrcn.models.base import CaptionDecoder, State
 
 
 def regions_of(features: Tensor) -> Tensor:

@@ -7,7 +7,7 @@ Every decoder, image or video, offers
 and ``forward(features, words) -> logits`` for teacher forcing, which agrees with repeated
 ``step`` calls (tests/test_decoders.py checks it). Decoding code (lrcn.decoding) sees only the
 step interface, so a new decoder is one class and every strategy works for it at once: subclass
-:class:`CaptionDecoder` and write ``init_state`` and ``forward_steps`` (tests/test_new_decoder.py
+:class:`~lrcn.models.base.CaptionDecoder` and write ``init_state`` and ``forward_steps`` (tests/test_new_decoder.py
 adds a GRU decoder so).
 
 The classes here are the plain models. The registered kinds (``DECODERS``) are these models with
@@ -23,47 +23,10 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
+from lrcn.models.attention import ShowAttendTell
+from lrcn.models.base import CaptionDecoder, State
 from lrcn.models.fast_step import LRCNFastStep, LSTMStackFastStep
-
-State = tuple[Tensor, ...]
-
-
-class CaptionDecoder(nn.Module):
-    """Word embedding, dropout and output projection shared by every decoder; a subclass writes
-    ``init_state`` and ``forward_steps``."""
-
-    def __init__(self, vocab_size: int, feature_dim: int, embed_dim: int = 512, hidden_dim: int = 512,
-                 dropout: float = 0.5):
-        super().__init__()
-        self.vocab_size, self.feature_dim = vocab_size, feature_dim
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden_dim, vocab_size)
-
-    def init_state(self, features: Tensor) -> State:
-        """features [B, D] -> the state before the first word."""
-        raise NotImplementedError
-
-    def forward_steps(self, words: Tensor, state: State) -> tuple[Tensor, State]:
-        """words [B, T] -> logits [B, T, V] and the state after the last word."""
-        raise NotImplementedError
-
-    def step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
-        """words [B] -> log_probs [B, V] (float32) and the next state."""
-        logits, state = self.forward_steps(words[:, None], state)    # [B, 1, V]
-        return F.log_softmax(logits[:, 0].float(), dim=-1), state
-
-    def forward(self, features: Tensor, words: Tensor) -> Tensor:
-        """Teacher forcing: input words [B, T] (starting with <start>) -> logits [B, T, V]."""
-        logits, _ = self.forward_steps(words, self.init_state(features))
-        return logits
-
-    def reorder(self, state: State, index: Tensor) -> State:
-        """Rows ``index`` [B'] of every state tensor."""
-        return tuple(s.index_select(0, index) for s in state)
-
 
 def _lstm_state(h: Tensor, c: Tensor) -> State:
     """nn.LSTM's (h, c) [L, B, H] -> batch-first [B, L, H]."""
@@ -186,15 +149,15 @@ DECODERS = {
     "lrcn_1u": _lrcn(1, 0, "lrcn_1u"),
     "lrcn_2u": _lrcn(2, 0, "lrcn_2u"),
     "lrcn_2f": _lrcn(2, 1, "lrcn_2f"),
+    "show_attend_tell": ShowAttendTell,
 }
 
 
 def build_decoder(kind: str, vocab_size: int, feature_dim: int, **kwargs) -> CaptionDecoder:
     """An image decoder (``DECODERS``) or a video one (``lrcn.models.temporal.VIDEO_DECODERS``)."""
     from lrcn.errors import ConfigError
-    from lrcn.models.attention import ShowAttendTell
     from lrcn.models.temporal import VIDEO_DECODERS   # imports this module, so not at the top
-    kinds = {**DECODERS, **VIDEO_DECODERS, "show_attend_tell": ShowAttendTell}
+    kinds = {**DECODERS, **VIDEO_DECODERS}
     if kind not in kinds:
         raise ConfigError(f"decoder.kind {kind!r} is unknown; choose one of {sorted(kinds)}")
     return kinds[kind](vocab_size, feature_dim, **kwargs)

@@ -26,6 +26,7 @@ from torchvision.transforms import InterpolationMode
 
 from lrcn.errors import ConfigError, WeightsUnavailableError
 
+FEATURE_KINDS = ("pooled", "grid")      # what an encoder gives per image: one vector, or one per region
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -313,7 +314,7 @@ class ImageEncoder(nn.Module):
             raise ConfigError("encoder.flip_average averages an image with its mirror image, which would "
                               "blur encoder.attention_map's left and right; use one or the other")
         self.flip_average = flip_average      # features: the mean of the image's and its mirror image's
-        if features not in ("pooled", "grid"):
+        if features not in FEATURE_KINDS:
             raise ConfigError(f"encoder.features={features!r}: choose pooled (one vector per image) or grid "
                               f"(a vector per region, for attention decoders)")
         if features == "grid" and attention_map:

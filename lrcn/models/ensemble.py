@@ -92,7 +92,6 @@ def evaluate_ensemble(run_dirs: Sequence[str | Path], split: str = "test", decod
     features. Writes results_<split>_<strategy>-ens<M>.json, per_image_ and metrics_ files into
     the first run's folder; ``decode`` defaults to the first run's ``decode:`` section."""
     from lrcn.data.loaders import cached_features, load_samples, split as split_of
-    from lrcn.evaluate import strategy_name
     from lrcn.inference import caption_features, decode_config, load_models
     from lrcn.run import Run, resolve_device
 
@@ -119,7 +118,7 @@ def evaluate_ensemble(run_dirs: Sequence[str | Path], split: str = "test", decod
     hyps = caption_features(ensemble, x, vocab, decode, device=dev)
     candidates = {s.id: vocab.decode(h[0].tokens) for s, h in zip(kept, hyps)}
     scores = score(candidates, {s.id: s.captions for s in kept}, backend=backend)
-    name = f"{split}_{strategy_name(decode)}-ens{len(runs)}"
+    name = f"{split}_{decode.label}-ens{len(runs)}"
     write_results(runs[0].dir / f"results_{name}.json", candidates)
     save_scores(runs[0].dir, name, scores)
     return scores, candidates

@@ -16,12 +16,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from lrcn.config import Config
+from lrcn.config import VALIDATION_METRICS, Config, validate as validate_config, value_of
 from lrcn.data.loaders import CaptionTable, cached_features, load_samples, split
 from lrcn.data.media import ImageFolderDataset, collate_skip_bad
 from lrcn.data.records import Sample
 from lrcn.errors import ConfigError, TrainingError
-from lrcn.inference import autocast, build_models, caption_features, decode_config
+from lrcn.inference import autocast, caption_features, config_decoder, config_encoder
 from lrcn.metrics import score
 from lrcn.run import Run, resolve_device
 from lrcn.text import Vocabulary
@@ -30,6 +30,10 @@ from lrcn.train.checkpoint import save_checkpoint
 from lrcn.train.losses import build_loss
 
 CAPTIONS_PER_IMAGE = 5   # each training image contributes this many captions per epoch
+
+# the keys that shape the decoder's weights (and so must agree with train.init_from's run)
+WEIGHT_SHAPING_KEYS = ("decoder.kind", "decoder.embed_dim", "decoder.hidden_dim", "decoder.num_layers",
+                       "decoder.frame_deltas", "encoder.name", "encoder.attention_map")
 
 
 @dataclass
@@ -66,20 +70,34 @@ def _vocabulary(config: Config, run: Run, resume: bool, train_samples: list[Samp
     return vocab
 
 
+def _check_start(config: Config, start: Config) -> None:
+    """Refuse a ``train.init_from`` run whose (validated) config makes weights of other shapes."""
+    differ = [f"{key} {value_of(start, key)!r} (this run: {value_of(config, key)!r})"
+              for key in WEIGHT_SHAPING_KEYS if value_of(start, key) != value_of(config, key)]
+    if differ:
+        raise ConfigError(f"train.init_from={config.train.init_from}: its weights do not fit this run's models; "
+                          f"it has {', '.join(differ)}")
+
+
 def train(config: Config | None, resume: str | Path | None = None, progress: bool = True) -> Path:
-    """Train (or continue, with ``resume=RUN_DIR``) a run; returns its folder."""
-    device = resolve_device((Run.open(resume).config() if resume else config).train.device)
+    """Train (or continue, with ``resume=RUN_DIR``) a run; returns its folder. The config (or the
+    resumed run's) is validated before any data is read, and so is that of a new run's
+    ``train.init_from``."""
+    config = Run.open(resume).config() if resume is not None else validate_config(config)
+    if config.train.init_from and resume is None:
+        _check_start(config, Run.open(config.train.init_from).config())
+    device = resolve_device(config.train.device)
     dist = distributed.setup(device)
     device = dist.device(device)
     if resume is not None:
         run = Run.open(resume)
-        config = run.config()
+    t = config.train
+    torch.manual_seed(t.seed)
+    encoder = config_encoder(config)             # before any data: what only the backbone knows (its blocks)
     samples = load_samples(config)               # bad annotations fail before a run folder is made
     if resume is None:
         run = Run.create(config) if dist.main else Run(Path(config.train.runs_dir) / config.name)
     dist.barrier()
-    t = config.train
-    torch.manual_seed(t.seed)
     progress = progress and dist.main
 
     train_samples, val_samples = split(samples, "train"), split(samples, "val")
@@ -89,7 +107,7 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
     dist.barrier()
     vocab = vocab or run.vocab()
 
-    encoder, decoder = build_models(config, len(vocab))
+    decoder = config_decoder(config, len(vocab), encoder.out_dim)
     fine_tune = config.encoder.trainable_blocks > 0
     if fine_tune:
         # images go through the encoder at every step; unreadable ones are dropped from the batches
@@ -115,12 +133,6 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
     groups = [{"params": list(decoder.parameters()), "base_lr": t.lr}]
     if fine_tune:
         groups += [{**g, "base_lr": config.encoder.lr} for g in encoder.param_groups(config.encoder.lr)]
-    if not all(math.isfinite(x) and x >= 0 for x in (t.lr, t.weight_decay, config.encoder.lr)):
-        raise ConfigError(f"train.lr, train.weight_decay and encoder.lr must be finite and not negative; got "
-                          f"{t.lr}, {t.weight_decay}, {config.encoder.lr}")
-    if max(t.lr, config.encoder.lr) > 1:     # Adam moves each weight by ~lr a step: > 1 only diverges
-        raise ConfigError(f"train.lr={t.lr} / encoder.lr={config.encoder.lr}: Adam learning rates above 1 make "
-                          f"training diverge at once; typical values are 1e-4 to 5e-3 (decoder), 1e-5 (encoder)")
     optimizer = torch.optim.Adam(groups, lr=t.lr, weight_decay=t.weight_decay)
     # the weights that are validated and kept as best.pt: the decoder's, or their moving average
     average = AveragedModel(decoder, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True) if t.ema else None
@@ -143,7 +155,7 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
             encoder.load_state_dict(start["encoder"])
 
     writer = SummaryWriter(run.tb, purge_step=state.step or None) if dist.main else None
-    greedy = decode_config(config, beam_size=1, n_best=1, sample=False, groups=1)
+    greedy = config.decode.greedy()
     references = {s.id: s.captions for s in val_samples}
     image_set = ImageFolderDataset([s.path for s in train_samples], encoder.transform,
                                    max_pixels=config.data.max_pixels)
@@ -275,10 +287,8 @@ def validate(config: Config, encoder, decoder, vocab: Vocabulary, samples: list[
         candidates.update(part)
     if not candidates:
         raise ConfigError("no validation image could be read; check the val split's images")
-    scores = score(candidates, {i: references[i] for i in candidates}, metrics=("Bleu", "ROUGE_L", "CIDEr"),
+    scores = score(candidates, {i: references[i] for i in candidates}, metrics=VALIDATION_METRICS,
                    backend="fast")
-    if config.train.val_metric not in scores.corpus:
-        raise ConfigError(f"train.val_metric {config.train.val_metric!r} is not one of {sorted(scores.corpus)}")
     if writer:
         for name, value in scores.corpus.items():
             writer.add_scalar(f"val/{name}", value, step)

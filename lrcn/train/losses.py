@@ -25,6 +25,7 @@ work for image and video decoders alike.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Callable, Sequence
@@ -33,9 +34,9 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from lrcn.config import Config
+from lrcn.config_schema import Config
 from lrcn.data.records import Sample
-from lrcn.decoding import DecodeConfig, greedy, sample_with_logprobs
+from lrcn.decoding import greedy, sample_with_logprobs
 from lrcn.errors import ConfigError
 from lrcn.metrics.cider import CiderD
 from lrcn.models.decoders import CaptionDecoder
@@ -68,12 +69,25 @@ SCHEDULES: dict[str, Callable[[float, float], float]] = {
 }
 
 # name -> (is k valid, what k must be)
-_SCHEDULE_K: dict[str, tuple[Callable[[float], bool], str]] = {
+SCHEDULE_K: dict[str, tuple[Callable[[float], bool], str]] = {
     "off": (lambda k: True, ""),
     "linear": (lambda k: k > 0, "> 0 (probability gained per epoch)"),
     "exponential": (lambda k: 0 < k < 1, "in (0, 1)"),
     "inverse_sigmoid": (lambda k: k >= 1, ">= 1"),
 }
+
+
+def schedule_problems(name: str, k: float, max_prob: float) -> list[str]:
+    """What is wrong with a scheduled-sampling setting (``train.scheduled_sampling``, ``ss_k``,
+    ``ss_max_prob``), each problem naming its key; checked by lrcn.config.validate and
+    :class:`SamplingSchedule`."""
+    if name not in SCHEDULES:
+        return [f"train.scheduled_sampling {name!r} is unknown; choose one of {', '.join(SCHEDULES)}"]
+    valid, what = SCHEDULE_K[name]
+    problems = [] if valid(k) else [f"train.ss_k={k} does not suit train.scheduled_sampling={name}: it must be {what}"]
+    if not 0 <= max_prob <= 1:
+        problems.append(f"train.ss_max_prob must be in [0, 1] (got {max_prob})")
+    return problems
 
 
 def _argmax(log_probs: Tensor) -> Tensor:
@@ -94,13 +108,9 @@ class SamplingSchedule:
     with ``e`` the (fractional) epochs since ``start_epoch``, clipped to ``[0, max_prob]``."""
 
     def __init__(self, name: str, k: float, max_prob: float, start_epoch: float, steps_per_epoch: int):
-        if name not in SCHEDULES:
-            raise ConfigError(f"train.scheduled_sampling {name!r} is unknown; choose one of {sorted(SCHEDULES)}")
-        valid, what = _SCHEDULE_K[name]
-        if not valid(k):
-            raise ConfigError(f"train.ss_k={k} does not suit train.scheduled_sampling={name}: it must be {what}")
-        if not 0 <= max_prob <= 1:
-            raise ConfigError(f"train.ss_max_prob must be in [0, 1] (got {max_prob})")
+        problems = schedule_problems(name, k, max_prob)
+        if problems:
+            raise ConfigError("; ".join(problems))
         self.fn, self.k, self.max_prob = SCHEDULES[name], k, max_prob
         self.start_epoch, self.steps_per_epoch = start_epoch, max(1, steps_per_epoch)
 
@@ -138,8 +148,6 @@ class CrossEntropy:
     def __init__(self, config: Config, vocab: Vocabulary, samples: Sequence[Sample]):
         t = config.train
         self.pad, self.smoothing, self.auxiliary_weight = vocab.pad, t.label_smoothing, t.auxiliary_weight
-        if t.ss_pick not in PICKS:
-            raise ConfigError(f"train.ss_pick {t.ss_pick!r} is unknown; choose one of {sorted(PICKS)}")
         self.pick = PICKS[t.ss_pick]
         self.schedule = SamplingSchedule(t.scheduled_sampling, t.ss_k, t.ss_max_prob, t.ss_start_epoch,
                                          math.ceil(len(samples) / t.batch_size))
@@ -206,18 +214,11 @@ class SelfCritical:
 
     def __init__(self, config: Config, vocab: Vocabulary, samples: Sequence[Sample]):
         t = config.train
-        if t.scst_baseline not in ADVANTAGES:
-            raise ConfigError(f"train.scst_baseline {t.scst_baseline!r} is unknown; choose one of {sorted(ADVANTAGES)}")
-        if t.scst_samples < (2 if t.scst_baseline == "mean" else 1):
-            raise ConfigError(f"train.scst_samples={t.scst_samples} is too few: the 'mean' baseline needs >= 2 "
-                              f"samples per image, 'greedy' >= 1")
         self.vocab, self.k, self.advantage = vocab, t.scst_samples, ADVANTAGES[t.scst_baseline]
         self.uses_greedy = t.scst_baseline == "greedy"
-        decode = {**config.decode, "beam_size": 1, "groups": 1, "n_best": 1, "sample": False}
-        self.greedy_config = DecodeConfig.from_dict(decode, where="decode (SCST greedy baseline)")
-        self.sample_config = DecodeConfig.from_dict(
-            {**decode, "sample": True, "n_best": self.k, "temperature": t.scst_temperature, "top_k": 0, "top_p": 1.0,
-             "seed": None}, where="decode (SCST sampling)")
+        self.greedy_config = config.decode.greedy()
+        self.sample_config = dataclasses.replace(config.decode, strategy="sample", n_best=self.k,
+                                                 temperature=t.scst_temperature, top_k=0, top_p=1.0, seed=None)
         self.tokens = dict(bos=vocab.start, eos=vocab.end, unk=vocab.unk, pad=vocab.pad)
         self.end_word = vocab.words[vocab.end]
         references = {}
@@ -269,6 +270,5 @@ LOSSES = {"xe": CrossEntropy, "scst": SelfCritical}
 
 
 def build_loss(config: Config, vocab: Vocabulary, samples: Sequence[Sample]):
-    if config.train.loss not in LOSSES:
-        raise ConfigError(f"train.loss {config.train.loss!r} is unknown; choose one of {sorted(LOSSES)}")
+    """The loss ``train.loss`` names (a config that lrcn.config.validate accepted)."""
     return LOSSES[config.train.loss](config, vocab, samples)

@@ -1,0 +1,47 @@
+"""The base of every caption decoder: word embedding, dropout, output projection and the step
+interface written once on ``forward_steps`` (see lrcn.models.decoders for the interface).
+
+Shapes: B batch, T caption steps, D feature size, E embedding size, H hidden size, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+State = tuple[Tensor, ...]
+
+
+class CaptionDecoder(nn.Module):
+    """Word embedding, dropout and output projection shared by every decoder; a subclass writes
+    ``init_state`` and ``forward_steps``."""
+
+    def __init__(self, vocab_size: int, feature_dim: int, embed_dim: int = 512, hidden_dim: int = 512,
+                 dropout: float = 0.5):
+        super().__init__()
+        self.vocab_size, self.feature_dim = vocab_size, feature_dim
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_dim, vocab_size)
+
+    def init_state(self, features: Tensor) -> State:
+        """features [B, D] -> the state before the first word."""
+        raise NotImplementedError
+
+    def forward_steps(self, words: Tensor, state: State) -> tuple[Tensor, State]:
+        """words [B, T] -> logits [B, T, V] and the state after the last word."""
+        raise NotImplementedError
+
+    def step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
+        """words [B] -> log_probs [B, V] (float32) and the next state."""
+        logits, state = self.forward_steps(words[:, None], state)    # [B, 1, V]
+        return F.log_softmax(logits[:, 0].float(), dim=-1), state
+
+    def forward(self, features: Tensor, words: Tensor) -> Tensor:
+        """Teacher forcing: input words [B, T] (starting with <start>) -> logits [B, T, V]."""
+        logits, _ = self.forward_steps(words, self.init_state(features))
+        return logits
+
+    def reorder(self, state: State, index: Tensor) -> State:
+        """Rows ``index`` [B'] of every state tensor."""
+        return tuple(s.index_select(0, index) for s in state)
