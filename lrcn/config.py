@@ -248,7 +248,8 @@ def read_yaml(path: str | os.PathLike, _seen: tuple = ()) -> dict:
 
 
 def parse_overrides(overrides: list[str]) -> dict:
-    """``["train.lr=1e-3", "decoder.kind=lrcn_2f"]`` -> nested dict; values parsed as YAML scalars."""
+    """``["train.lr=1e-3", "decoder.kind=lrcn_2f"]`` -> nested dict; values parsed as YAML scalars,
+    except that only true and false are booleans (``decoder.frame_deltas=off`` is the word off)."""
     out: dict = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -258,6 +259,8 @@ def parse_overrides(overrides: list[str]) -> dict:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+            value = raw.strip()                                         # YAML 1.1's on/off/yes/no
         node = out
         *parents, leaf = key.strip().split(".")
         for p in parents:

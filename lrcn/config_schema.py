@@ -139,6 +139,9 @@ def _check_value(value: Any, annotation: Any, key: str) -> Any:
             pass
     if annotation in (int, float) and isinstance(value, bool):
         raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+    if annotation is str and isinstance(value, bool):     # YAML 1.1 reads an unquoted off / no / on as a boolean
+        raise ConfigError(f"config key {key!r}: expected a word, got the boolean {value!r}; "
+                          f"quote it in YAML files (e.g. 'off')")
     if annotation in (int, float, str, bool) and not isinstance(value, annotation):
         raise ConfigError(f"config key {key!r}: expected {annotation.__name__}, got {value!r}")
     return value

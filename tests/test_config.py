@@ -44,3 +44,12 @@ def test_bad_files(tmp_path):
     (tmp_path / "evil.yaml").write_text("name: !!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "evil.yaml")
+
+
+def test_off_and_no_in_overrides_are_words_and_quoting_is_asked_for_in_files(tmp_path):
+    config = load_config(overrides=["decoder.frame_deltas=off", "encoder.crop=false", "encoder.flip_average=true"])
+    assert (config.decoder.frame_deltas, config.encoder.crop, config.encoder.flip_average) == ("off", False, True)
+    path = tmp_path / "c.yaml"
+    path.write_text("decoder:\n  frame_deltas: off\n")
+    with pytest.raises(ConfigError, match="decoder.frame_deltas.*quote it"):
+        load_config(path)

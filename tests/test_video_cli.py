@@ -121,7 +121,8 @@ def test_extract_on_a_video_config_fills_the_stores_that_train_reads(clips, tmp_
     monkeypatch.undo()
 
     # a grid keeps every position, so the pooled features' attention map is switched off for it
-    assert main(["-q", "extract", str(VIDEO_DEMO_CONFIG), *args, "--set", "encoder.attention_map=0", "--grid",
+    assert main(["-q", "extract", str(VIDEO_DEMO_CONFIG), *args, "--set", "encoder.attention_map=0",
+                 "--set", "decoder.frame_deltas=off", "--grid",
                  "--split", "test"]) == 0
     grid = Path(capsys.readouterr().out.splitlines()[-1].removeprefix("test: "))
     assert grid.name.startswith("efficientnet_lite0-48-nocrop-grid-frames5-uniform-")
