@@ -4,10 +4,12 @@ gallery strip, every word escaped), and notebooks/attention_maps.ipynb."""
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import quote
 
 import nbformat
 import numpy as np
@@ -16,12 +18,13 @@ import torch
 from PIL import Image
 
 from conftest import tiny_overrides
-from test_notebook import NOTEBOOKS, builder, outputs
+from test_notebook import NOTEBOOKS, outputs, rerun_notebook, saved_notebook
 from lrcn.cli import main
 from lrcn.demo import DEMO_CONFIG
 from lrcn.inference import load_models
 from lrcn.models.attention import ShowAttendTell
 from lrcn.report.attention import ALPHA, HEAT_HIGH, THUMBNAIL, overlay, word_attention
+from lrcn.report.gallery import write_gallery
 from lrcn.run import Run
 
 GREY = 100
@@ -44,6 +47,8 @@ def test_overlay_colours_the_attended_cell_and_leaves_the_far_ones_untouched():
     # ... and 0 from the other cells' centres on: those pixels keep the image exactly
     assert (out[:, :16] == GREY).all() and (out[48:] == GREY).all()
     tint = np.abs(out - GREY).sum(-1)                                   # [64, 64]
+    rising = tint[0, 15:49]                                             # between the centres: smooth, not a step
+    assert rising[0] == 0 and rising[-1] == tint[0, 63] and (np.diff(rising) > 0).sum() > 20
     per_cell = [[tint[32 * r:32 * r + 32, 32 * c:32 * c + 32].mean() for c in range(2)] for r in range(2)]
     assert per_cell[0][1] > 2 * max(per_cell[0][0], per_cell[1][1]) and per_cell[1][0] == min(map(min, per_cell))
     # only the ratios of the weights count (the highest is fully opaque); no attention, no colour
@@ -117,8 +122,9 @@ def test_caption_out_writes_each_words_attention(attention_run, tiny_shapes, tmp
         len(e["attention"]) for e in result["captions"].values())
 
 
-def test_a_decoder_without_attention_maps_writes_no_attention(tiny_shapes, tmp_path):
-    run_dir = train_tiny(tiny_shapes, tmp_path / "runs", "plain", **{"train.epochs": 1})
+@pytest.mark.parametrize("kind", ["lrcn_1u", "show_attend_tell"], ids=["no attention_maps", "pooled features"])
+def test_without_attention_maps_or_a_grid_caption_writes_no_attention(kind, tiny_shapes, tmp_path):
+    run_dir = train_tiny(tiny_shapes, tmp_path / "runs", "plain", **{"train.epochs": 1, "decoder.kind": kind})
     images = sorted((Path(tiny_shapes).parent / "images").glob("*.png"))[:2]
     result = caption(run_dir, images, tmp_path / "out")
     assert all(set(e) == {"caption", "width", "height", "nbest"} for e in result["captions"].values())
@@ -164,19 +170,19 @@ def test_markup_words_in_the_attention_strip_show_as_text(attention_run, tiny_sh
     assert set(parser.tags) == {"div", "img", "span"} and not parser.handlers
 
 
-def test_saved_attention_notebook_is_built_from_its_source_and_keeps_its_outputs():
-    saved = nbformat.read(NOTEBOOK, as_version=4)
-    nbformat.validate(saved)
-    built = builder().build(NOTEBOOKS / "attention_maps.py")
-    assert [(c.cell_type, c.source) for c in saved.cells] == [(c.cell_type, c.source) for c in built.cells], \
-        "attention_maps.ipynb is out of date: run `python notebooks/build_notebooks.py --execute`"
-    assert all(cell.execution_count for cell in saved.cells if cell.cell_type == "code"), "saved unexecuted"
-    check_notebook(saved)
-    assert NOTEBOOK.stat().st_size < 1_000_000
+def test_gallery_escapes_attention_words_and_quotes_their_image_paths(tmp_path):
+    evil = "<script>x</script>\"'&"
+    write_gallery(tmp_path / "index.html", {"run": "r", "skipped": {}, "captions": {"/p/a.png": {
+        "caption": "a", "width": 1, "height": 1, "nbest": [],
+        "attention": [{"word": evil, "weights": [[1.0]], "image": f"attention/{evil}.png"},
+                      {"word": "json only", "weights": [[1.0]]}]}}})     # no thumbnail: not in the strip
+    page = (tmp_path / "index.html").read_text()
+    assert "<script" not in page and evil not in page
+    assert page.count(html.escape(evil)) == 2                          # the word and the thumbnail's alt
+    assert f'src="{html.escape(quote(f"attention/{evil}.png"))}"' in page and "json only" not in page
 
 
 def check_notebook(nb: nbformat.NotebookNode) -> None:
-    assert not [o for o in outputs(nb) if o.output_type == "error" or o.get("name") == "stderr"]
     assert len([o for o in outputs(nb) if "image/png" in o.get("data", {})]) == 4          # four strips
     text = "".join(o.get("text", "") for o in outputs(nb))
     assert "offers attention_maps: True" in text and "grid features (60, 1280, 4, 4)" in text
@@ -184,12 +190,11 @@ def check_notebook(nb: nbformat.NotebookNode) -> None:
     assert len(measured) == 1
 
 
+def test_saved_attention_notebook_is_built_from_its_source_and_keeps_its_outputs():
+    check_notebook(saved_notebook(NOTEBOOK))
+
+
 @pytest.mark.slow
 def test_attention_notebook_runs_top_to_bottom(tmp_path):
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = []
-    builder().execute(nb, cwd=tmp_path, timeout=300)     # raises CellExecutionError on a failing cell
-    check_notebook(nb)
+    check_notebook(rerun_notebook(NOTEBOOK, tmp_path))
     assert (tmp_path / "_work" / "runs" / "sat-shapes" / "checkpoints" / "best.pt").exists()
