@@ -11,8 +11,9 @@
 #
 # This notebook trains a tiny attention captioner on the embedded *shapes* data for a few seconds,
 # captions some test images and draws, for every word of each caption, the image with that word's
-# attention map over it (`lrcn.report.attention.attention_strip`: the map is scaled so its largest
-# weight is fully opaque and upsampled bilinearly, red to yellow as the weight rises). `lrcn caption
+# attention map over it (`lrcn.report.attention.attention_strip`: the map runs from clear on the least
+# attended region to most opaque on the most attended one, upsampled bilinearly, red to yellow as the
+# weight rises). `lrcn caption
 # RUN IMAGES --out DIR` shows the same thumbnails in its gallery and writes the weights into
 # `captions.json`.
 #
@@ -129,9 +130,9 @@ print(f"{len(on_objects)} colour / shape words naming objects in their image: at
 # %% [markdown]
 # ## Reading the maps
 #
-# A map shows where the weights were *relatively* highest (the strongest region fully coloured), so a
-# nearly uniform map is coloured all over: read it together with the weights (`captions.json` of
-# `lrcn caption --out` holds them per word). What the run saved here shows: the model is tiny, trained
+# A map shows where the weights were *relatively* high (from the least attended region, clear, to the
+# most attended one), so even a nearly uniform map shows a peak somewhere: read it together with the
+# weights (`captions.json` of `lrcn caption --out` holds them per word). What the run saved here shows: the model is tiny, trained
 # for seconds on 320 images, with only 16 regions of 32 px, and its maps are broad and change little
 # from word to word; still, for the colour and shape words it puts more of its attention on the objects
 # those words name than uniform attention would (about 0.46 against 0.32). The measure, not one

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from conftest import tiny_overrides
+from test_gallery import BROWSER, seen_in_browser
 from test_notebook import NOTEBOOKS, outputs, rerun_notebook, saved_notebook
 from lrcn.cli import main
 from lrcn.demo import DEMO_CONFIG
@@ -51,19 +52,19 @@ def test_overlay_colours_the_attended_cell_and_leaves_the_far_ones_untouched():
     assert rising[0] == 0 and rising[-1] == tint[0, 63] and (np.diff(rising) > 0).sum() > 20
     per_cell = [[tint[32 * r:32 * r + 32, 32 * c:32 * c + 32].mean() for c in range(2)] for r in range(2)]
     assert per_cell[0][1] > 2 * max(per_cell[0][0], per_cell[1][1]) and per_cell[1][0] == min(map(min, per_cell))
-    # only the ratios of the weights count (the highest is fully opaque); no attention, no colour
-    assert np.array_equal(np.asarray(overlay(grey(), weights * 0.3)), out.astype(np.uint8))
-    assert np.array_equal(np.asarray(overlay(grey(), np.zeros((2, 2)))), np.asarray(grey()))
-    uniform = np.asarray(overlay(grey(), np.full((3, 3), 1 / 9))).astype(int)
-    assert (uniform == full).all()
+    # the map runs from the least attended region (clear) to the most attended (fully opaque) ...
+    assert np.array_equal(np.asarray(overlay(grey(), weights * 0.3 + 0.1)), out.astype(np.uint8))
+    # ... and equal weights everywhere prefer no region: no colour
+    assert np.array_equal(np.asarray(overlay(grey(), np.full((3, 3), 1 / 9))), np.asarray(grey()))
 
 
-def test_overlay_half_a_weight_is_half_as_opaque():
-    weights = np.array([[1.0, 0.5], [0.5, 0.5]], np.float32)
+def test_overlay_halfway_between_least_and_most_is_half_as_opaque():
+    weights = np.array([[0.5, 0.3], [0.2, 0.0]], np.float32)          # 0.2 of 0.5 from the least: 0.4
     out = np.asarray(overlay(grey(), weights)).astype(float)
-    half = 0.5 * ALPHA
-    colour = np.array([255.0, 127.5, 0.0])                              # halfway from red to yellow
-    assert np.abs(out[60, 60] - ((1 - half) * GREY + half * colour)).max() <= 0.5
+    for (row, column), m in {(4, 4): 1.0, (4, 60): 0.6, (60, 4): 0.4}.items():
+        colour = np.array([255.0, 255.0 * m, 0.0])                      # red, towards yellow as m rises
+        assert np.abs(out[row, column] - ((1 - ALPHA * m) * GREY + ALPHA * m * colour)).max() <= 0.5
+    assert (out[48:, 48:] == GREY).all()
 
 
 def test_word_attention_is_the_decoders_attention_for_each_word_of_each_caption():
@@ -154,20 +155,40 @@ class Strip(HTMLParser):
             self.words.append(data)
 
 
-def test_markup_words_in_the_attention_strip_show_as_text(attention_run, tiny_shapes, tmp_path):
-    hostile = tmp_path / "hostile"
+@pytest.fixture(scope="module")
+def hostile_gallery(attention_run, tiny_shapes, tmp_path_factory) -> tuple[Path, list[str]]:
+    """`lrcn caption --out` of two images by the attention run with a vocabulary of markup; its words."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    hostile = tmp / "run"
     shutil.copytree(attention_run, hostile)
     vocab = json.loads((hostile / "vocab.json").read_text())
     vocab["words"][4:] = [HOSTILE_WORDS[i % len(HOSTILE_WORDS)] + f" {i}" for i in range(len(vocab["words"]) - 4)]
     (hostile / "vocab.json").write_text(json.dumps(vocab))        # a run folder from an untrusted source
     images = sorted((Path(tiny_shapes).parent / "images").glob("*.png"))[:2]
-    result = caption(hostile, images, tmp_path / "out")
+    result = caption(hostile, images, tmp / "out")
     words = [a["word"] for e in result["captions"].values() for a in e["attention"]]
     assert words and all("<" in w or "&" in w for w in words)
+    return tmp / "out", words
+
+
+def test_markup_words_in_the_attention_strip_show_as_text(hostile_gallery):
+    out, words = hostile_gallery
     parser = Strip()
-    parser.feed((tmp_path / "out" / "index.html").read_text())
+    parser.feed((out / "index.html").read_text())
     assert parser.words == words == parser.alts                  # exactly the text, in order
     assert set(parser.tags) == {"div", "img", "span"} and not parser.handlers
+
+
+@pytest.mark.skipif(BROWSER is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_the_attention_strip_in_a_browser(hostile_gallery, tmp_path):
+    out, words = hostile_gallery
+    seen = seen_in_browser(out / "index.html", tmp_path, ".att img", """{
+    title: d.title, scripts: d.querySelectorAll("script").length,
+    words: [...d.querySelectorAll(".att span")].map(e => e.textContent),
+    alts: imgs.map(i => i.alt), widths: imgs.map(i => i.naturalWidth)}""")
+    assert seen["title"] == "lrcn captions" and seen["scripts"] == 0
+    assert seen["words"] == words == seen["alts"]
+    assert seen["widths"] == [THUMBNAIL] * len(words)                 # every thumbnail loaded
 
 
 def test_gallery_escapes_attention_words_and_quotes_their_image_paths(tmp_path):

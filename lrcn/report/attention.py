@@ -3,7 +3,7 @@
 A decoder that offers ``attention_maps(features, words) -> [B, T, N]`` (Show, Attend and Tell)
 weighs N = G*G image regions at every step. :func:`word_attention` reads a caption back through it
 and gives the weights that produced each word as a [G, G] map; :func:`overlay` draws one map over
-the image the model saw as a translucent heat map; :func:`attention_strip` lays out a caption's
+the image the model saw as a translucent heat map (relative: from the least to the most attended region); :func:`attention_strip` lays out a caption's
 maps word by word (the notebook), :func:`write_attention` writes them as PNG thumbnails with their
 weights for ``captions.json`` and the gallery of ``lrcn caption --out``.
 """
@@ -34,12 +34,12 @@ def model_view(image: Tensor, mean: Tensor, std: Tensor) -> Image.Image:
 
 
 def heat(weights: np.ndarray | Tensor, size: tuple[int, int]) -> np.ndarray:
-    """[G, G] weights -> [H, W] intensities in 0..1 for an image of ``size`` (W, H): scaled so the
-    largest weight is 1 (a map shows where the model looked *most*; ratios are kept) and upsampled
-    bilinearly, each weight at the centre of its region."""
+    """[G, G] weights -> [H, W] intensities in 0..1 for an image of ``size`` (W, H): scaled from the
+    least attended region (0) to the most attended one (1), as the figures of Xu et al. show them
+    (equal weights everywhere: 0), and upsampled bilinearly, each weight at the centre of its region."""
     w = np.asarray(weights, dtype=np.float32)
-    peak = float(w.max())
-    scaled = Image.fromarray(w / peak if peak > 0 else np.zeros_like(w), mode="F")
+    low, high = float(w.min()), float(w.max())
+    scaled = Image.fromarray((w - low) / (high - low) if high > low else np.zeros_like(w), mode="F")
     return np.clip(np.asarray(scaled.resize(size, Image.BILINEAR)), 0.0, 1.0)
 
 
