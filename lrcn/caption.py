@@ -27,8 +27,10 @@ from lrcn.data.media import find_images, image_size
 from lrcn.decoding import DecodeConfig
 from lrcn.inference import caption_features, decode_config, load_models
 from lrcn.io import write_json
+from lrcn.report.attention import model_view, word_attention, write_attention
 from lrcn.report.gallery import write_gallery
 from lrcn.run import Run, resolve_device
+from lrcn.text import Vocabulary
 
 FORMAT = "lrcn-captions-1"
 
@@ -42,15 +44,29 @@ class Captioning:
     details: Callable[[Path, Any, int], dict]                    # (path, batch, index) -> extra entry fields
     gallery: Callable[[Path, dict], None]                        # writes index.html from captions.json
     header: dict = field(default_factory=dict)                   # more keys a re-run must match to resume
+    # (paths, batch, features, best caption's word ids per row) -> more entry fields per row
+    annotate: Callable[[list[Path], Any, torch.Tensor, list[list[int]]], list[dict]] | None = None
 
 
-def image_captioning(inputs: Sequence[str | Path]) -> Captioning:
-    """Images and folders of images; each entry also records the image's width and height."""
+def image_captioning(inputs: Sequence[str | Path], out_dir: Path | None = None, encoder=None, decoder=None,
+                     vocab: Vocabulary | None = None) -> Captioning:
+    """Images and folders of images; each entry also records the image's width and height and, when
+    ``decoder`` attends over a grid of regions (``attention_maps``), its ``attention`` per word of the
+    best caption (with ``out_dir``, thumbnails under ``out_dir/attention/`` for the gallery)."""
     def details(path: Path, batch, j: int) -> dict:
         width, height = image_size(path)
         return {"width": width, "height": height}
 
-    return Captioning(FORMAT, find_images(inputs), details, write_gallery)
+    def attention(paths: list[Path], batch, features: torch.Tensor, best: list[list[int]]) -> list[dict]:
+        if features.dim() != 4:                     # [B, D, G, G] grids only
+            return [{} for _ in paths]
+        maps = word_attention(decoder, features, best, vocab.start, vocab.pad)         # per row [words, G, G]
+        return [{"attention": write_attention(out_dir, path, model_view(image, encoder.mean, encoder.std)
+                                              if out_dir else None, [vocab.words[i] for i in tokens], m)}
+                for path, image, tokens, m in zip(paths, batch.images, best, maps)]
+
+    return Captioning(FORMAT, find_images(inputs), details, write_gallery,
+                      annotate=attention if hasattr(decoder, "attention_maps") else None)
 
 
 def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Path | None = None,
@@ -69,7 +85,7 @@ def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: st
         from lrcn.video_caption import clip_captioning   # video_caption builds on this module
         how = clip_captioning(config, inputs, out_dir)
     else:
-        how = image_captioning(inputs)
+        how = image_captioning(inputs, out_dir, encoder, decoder, vocab)
     out_json = out_dir / "captions.json" if out_dir else None
     result = {"format": how.format, "run": str(run.dir.resolve()), "decode": decode.to_dict(), **how.header,
               "captions": {}, "skipped": {}}
@@ -92,9 +108,11 @@ def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: st
                 with torch.inference_mode():
                     features = spec.encode(encoder, spec.inputs(batch).to(dev))     # [B, D] / [B, T, D]
                 hyps = caption_features(decoder, features, vocab, decode, device=dev, bf16=config.train.bf16)
-                for j, nbest in zip(batch.indices, hyps):
+                more = (how.annotate([todo[j] for j in batch.indices], batch, features, [n[0].tokens for n in hyps])
+                        if how.annotate else [{}] * len(hyps))
+                for j, nbest, extra in zip(batch.indices, hyps, more):
                     result["captions"][str(todo[j])] = {
-                        "caption": vocab.decode(nbest[0].tokens), **how.details(todo[j], batch, j),
+                        "caption": vocab.decode(nbest[0].tokens), **how.details(todo[j], batch, j), **extra,
                         "nbest": [{"caption": vocab.decode(h.tokens), "score": h.score, "log_prob": h.log_prob}
                                   for h in nbest]}
             save()

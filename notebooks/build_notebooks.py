@@ -1,8 +1,9 @@
 """Build the notebooks of this folder from their percent-format sources and, with ``--execute``, run
 them here and save them with their outputs (so that they read on GitHub).
 
-    python notebooks/build_notebooks.py             # decoding_strategies.py -> decoding_strategies.ipynb
-    python notebooks/build_notebooks.py --execute   # ... and run it (one to two minutes on 2 CPU cores)
+    python notebooks/build_notebooks.py             # decoding_strategies.py -> decoding_strategies.ipynb, ...
+    python notebooks/build_notebooks.py --execute   # ... and run them (two to three minutes on 2 CPU cores)
+    python notebooks/build_notebooks.py --execute attention_maps.py   # only the sources named
 
 A source is a Python file whose cells start with ``# %%`` (code) or ``# %% [markdown]`` (markdown, every
 line a comment); text before the first cell is left out.
@@ -25,7 +26,7 @@ from nbclient import NotebookClient
 from lrcn.io import write_text
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ("decoding_strategies.py",)
+SOURCES = ("decoding_strategies.py", "attention_maps.py")
 
 
 def build(source: str | Path) -> nbformat.NotebookNode:
@@ -80,8 +81,11 @@ def execute(nb: nbformat.NotebookNode, cwd: str | Path, timeout: int = 600) -> n
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--execute", action="store_true", help="run the notebooks here and save their outputs")
+    parser.add_argument("sources", nargs="*", metavar="SOURCE", help=f"build only these (default: all of {SOURCES})")
     args = parser.parse_args(argv)
-    for name in SOURCES:
+    if set(args.sources) - set(SOURCES):
+        parser.error(f"unknown sources {sorted(set(args.sources) - set(SOURCES))}: choose from {SOURCES}")
+    for name in args.sources or SOURCES:
         source = HERE / name
         nb = build(source)
         if args.execute:

@@ -68,32 +68,38 @@ def hostile_gallery(tiny_shapes, tmp_path_factory) -> tuple[Path, dict]:
     return out, result
 
 
-def test_markup_in_captions_and_file_names_shows_as_text_and_never_runs(hostile_gallery, tmp_path):
-    out, result = hostile_gallery
-    # the gallery in a frame of a page that reports what the browser made of it
+def seen_in_browser(page: Path, tmp_path: Path, images: str, report: str) -> dict:
+    """What the browser made of ``page``, shown in a frame of a probe page: once the page and its images
+    (the CSS selector ``images``) have loaded, the JSON of ``report``, a JavaScript object over the
+    frame's document ``d`` and those images ``imgs``."""
     probe = tmp_path / "probe.html"
     probe.write_text(f"""<!doctype html><html><head><title>probe</title></head><body>
-<iframe id="g" src="{(out / 'index.html').as_uri()}" style="width:1200px;height:3000px"></iframe>
+<iframe id="g" src="{page.as_uri()}" style="width:1200px;height:3000px"></iframe>
 <pre id="report"></pre>
 <script>
 function report() {{
   const d = document.getElementById("g").contentDocument;
-  const imgs = [...d.querySelectorAll("figure img")];
+  const imgs = [...d.querySelectorAll("{images}")];
   if (d.readyState !== "complete" || imgs.some(i => !i.complete)) {{ setTimeout(report, 50); return; }}
-  document.getElementById("report").textContent = JSON.stringify({{
+  document.getElementById("report").textContent = JSON.stringify({report});
+}}
+window.onload = report;
+</script></body></html>""")
+    dom = browser("--allow-file-access-from-files", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri())
+    text = dom.split('<pre id="report">', 1)[1].split("</pre>", 1)[0]
+    return json.loads(html.unescape(text))
+
+
+def test_markup_in_captions_and_file_names_shows_as_text_and_never_runs(hostile_gallery, tmp_path):
+    out, result = hostile_gallery
+    seen = seen_in_browser(out / "index.html", tmp_path, "figure img", """{
     title: d.title, scripts: d.querySelectorAll("script").length,
     elements: [...d.body.querySelectorAll("*")].map(e => e.tagName.toLowerCase()),
     captions: [...d.querySelectorAll(".cap")].map(e => e.textContent),
     alternatives: [...d.querySelectorAll("ol li")].map(e => e.firstChild.textContent.trim()),
     names: [...d.querySelectorAll(".name")].slice(1).map(e => e.textContent.split(" \\u00b7 ")[0]),
     skipped: [...d.querySelectorAll(".skipped li")].map(e => e.textContent),
-    alts: imgs.map(i => i.alt), widths: imgs.map(i => i.naturalWidth)}});
-}}
-window.onload = report;
-</script></body></html>""")
-    dom = browser("--allow-file-access-from-files", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri())
-    text = dom.split('<pre id="report">', 1)[1].split("</pre>", 1)[0]
-    seen = json.loads(html.unescape(text))
+    alts: imgs.map(i => i.alt), widths: imgs.map(i => i.naturalWidth)}""")
 
     captions = list(result["captions"].values())
     assert seen["title"] == TITLE and seen["scripts"] == 0

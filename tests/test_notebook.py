@@ -1,5 +1,6 @@
 """notebooks/decoding_strategies.ipynb: saved in step with its source and with its outputs, and it runs
-top to bottom (in a kernel of this interpreter, in a temporary folder) comparing every strategy."""
+top to bottom (in a kernel of this interpreter, in a temporary folder) comparing every strategy.
+(``saved_notebook`` and ``rerun_notebook`` serve the other notebooks' tests too.)"""
 
 from __future__ import annotations
 
@@ -73,26 +74,37 @@ def check_table(nb: nbformat.NotebookNode) -> None:
     assert len(figures) == 3
 
 
-def test_saved_notebook_is_built_from_its_source_and_keeps_its_outputs():
-    saved = nbformat.read(NOTEBOOK, as_version=4)
+def saved_notebook(notebook: Path) -> nbformat.NotebookNode:
+    """The saved ``notebook``, checked to be its source's build, executed, without errors or stderr, under 1 MB."""
+    saved = nbformat.read(notebook, as_version=4)
     nbformat.validate(saved)
-    built = builder().build(NOTEBOOKS / "decoding_strategies.py")
+    built = builder().build(notebook.with_suffix(".py"))
     assert [(c.cell_type, c.source) for c in saved.cells] == [(c.cell_type, c.source) for c in built.cells], \
-        "decoding_strategies.ipynb is out of date: run `python notebooks/build_notebooks.py --execute`"
+        f"{notebook.name} is out of date: run `python notebooks/build_notebooks.py --execute`"
     assert all(cell.execution_count for cell in saved.cells if cell.cell_type == "code"), "saved unexecuted"
     assert not [o for o in outputs(saved) if o.output_type == "error" or o.get("name") == "stderr"]
-    check_table(saved)
-    assert NOTEBOOK.stat().st_size < 1_000_000
+    assert notebook.stat().st_size < 1_000_000
+    return saved
+
+
+def rerun_notebook(notebook: Path, cwd: Path) -> nbformat.NotebookNode:
+    """``notebook`` run afresh top to bottom in ``cwd``; raises CellExecutionError on a failing cell."""
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+    builder().execute(nb, cwd=cwd, timeout=300)
+    assert not [o for o in outputs(nb) if o.output_type == "error"]
+    return nb
+
+
+def test_saved_notebook_is_built_from_its_source_and_keeps_its_outputs():
+    check_table(saved_notebook(NOTEBOOK))
 
 
 @pytest.mark.slow
 def test_notebook_runs_top_to_bottom_and_compares_every_strategy(tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = []
-    builder().execute(nb, cwd=tmp_path, timeout=300)     # raises CellExecutionError on a failing cell
-    assert not [o for o in outputs(nb) if o.output_type == "error"]
+    nb = rerun_notebook(NOTEBOOK, tmp_path)
     check_table(nb)
     assert (tmp_path / "_work" / "runs" / "lrcn1u-shapes" / "checkpoints" / "best.pt").exists()

@@ -1,7 +1,9 @@
 """A self-contained HTML gallery of captioned images that opens from disk.
 
-Every caption, file name and reason is HTML-escaped and every image path URL-quoted, so a caption
-or a file name holding markup shows as text.
+Every caption, word, file name and reason is HTML-escaped and every image path URL-quoted, so a
+caption or a file name holding markup shows as text. An entry with ``attention`` (an attention
+decoder's run) also shows where the model looked for each word of its caption: a strip of the
+word thumbnails of lrcn/report/attention.py, each labelled with its word.
 """
 
 from __future__ import annotations
@@ -21,12 +23,21 @@ figure{margin:0;background:#fff;border:1px solid #ddd;border-radius:6px;padding:
 figure img{width:100%;height:180px;object-fit:contain;background:#eee}
 figcaption .cap{font-weight:600;margin:.4em 0} ol{margin:.2em 0 .2em 1.2em;padding:0;font-size:.85em;color:#555}
 .name{font-size:.75em;color:#888;word-break:break-all} .skipped{color:#a00;font-size:.85em}
+.att{display:flex;flex-wrap:wrap;gap:3px;margin:.3em 0} .att div{display:flex;flex-direction:column;width:56px}
+.att img{width:56px;height:56px;object-fit:cover} .att span{font-size:.7em;text-align:center;overflow-wrap:anywhere}
 """
 
 
 def e(text: str) -> str:
     """HTML-escaped text; the undecodable bytes of a non-UTF-8 file name (lone surrogates) shown as U+FFFD."""
     return html.escape(re.sub("[\ud800-\udfff]", "\ufffd", text))
+
+
+def attention_strip(entry: dict) -> str:
+    """The entry's per-word attention thumbnails (paths relative to the gallery), each with its word."""
+    words = "".join(f'<div><img loading="lazy" src="{e(quote(a["image"]))}" alt="{e(a["word"])}">'
+                    f'<span>{e(a["word"])}</span></div>' for a in entry.get("attention", []) if "image" in a)
+    return f'<div class="att" title="where the model looked for each word">{words}</div>' if words else ""
 
 
 def write_gallery(path: Path, result: dict) -> None:
@@ -39,7 +50,7 @@ def write_gallery(path: Path, result: dict) -> None:
                                for h in entry.get("nbest", [])[1:])
         figures.append(
             f'<figure><img loading="lazy" src="{e(src)}" alt="{e(entry["caption"])}">'
-            f'<figcaption><div class="cap">{e(entry["caption"])}</div>'
+            f'<figcaption><div class="cap">{e(entry["caption"])}</div>{attention_strip(entry)}'
             f'{f"<ol start=2>{alternatives}</ol>" if alternatives else ""}'
             f'<div class="name">{e(Path(image).name)} &middot; {entry.get("width")}&times;{entry.get("height")}</div>'
             f"</figcaption></figure>")
