@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from lrcn.data.loaders import feature_spec
 from lrcn.data.media import find_images, image_size
 from lrcn.decoding import DecodeConfig
-from lrcn.inference import caption_features, decode_config, load_models
+from lrcn.inference import caption_features, decode_config, load_models, training_reranker
 from lrcn.io import write_json
 from lrcn.report.attention import model_view, word_attention, write_attention
 from lrcn.report.gallery import write_gallery
@@ -79,6 +79,7 @@ def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: st
     dev = resolve_device(device)
     config, vocab, encoder, decoder = load_models(run, "best", dev)
     decode = decode or decode_config(config)
+    reranker = training_reranker(run, config, encoder, decode.rerank, dev, progress)
     out_dir = Path(out_dir) if out_dir else None
     spec = replace(feature_spec(config), batch_size=batch_size, num_workers=num_workers)
     if spec.video:
@@ -107,7 +108,8 @@ def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: st
             if batch.indices:
                 with torch.inference_mode():
                     features = spec.encode(encoder, spec.inputs(batch).to(dev))     # [B, D] / [B, T, D]
-                hyps = caption_features(decoder, features, vocab, decode, device=dev, bf16=config.train.bf16)
+                hyps = caption_features(decoder, features, vocab, decode, device=dev, bf16=config.train.bf16,
+                                        reranker=reranker)
                 more = (how.annotate([todo[j] for j in batch.indices], batch, features, [n[0].tokens for n in hyps])
                         if how.annotate else [{}] * len(hyps))
                 for j, nbest, extra in zip(batch.indices, hyps, more):

@@ -143,6 +143,8 @@ _DECODING_FLAGS: dict[str, tuple[str, dict]] = {
     "--top-p": ("top_p", dict(type=float, metavar="P", help="nucleus sampling mass (1 = off)")),
     "--n-best": ("n_best", dict(type=int, metavar="N", help="captions per input (samples when sampling)")),
     "--sample-seed": ("seed", dict(type=int, metavar="SEED", help="seed of the sampler, for reproducible samples")),
+    "--rerank": ("rerank", dict(type=int, metavar="K", help="re-order the candidates by consensus CIDEr-D with the "
+                 "captions of the K nearest training images (0 = off; lrcn.decoding.rerank)")),
 }
 
 

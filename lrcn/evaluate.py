@@ -8,7 +8,7 @@ import torch
 
 from lrcn.data.loaders import cached_features, load_samples, split as split_of
 from lrcn.decoding import DecodeConfig
-from lrcn.inference import caption_features, load_models
+from lrcn.inference import caption_features, load_models, run_feature_config, training_reranker
 from lrcn.metrics import Scores, save_scores, score, write_results
 from lrcn.run import Run, resolve_device
 
@@ -21,11 +21,11 @@ def evaluate(run_dir: str | Path, split: str = "test", decode: DecodeConfig | No
     dev = resolve_device(device)
     config, vocab, encoder, decoder = load_models(run, which, dev)
     decode = decode or config.decode
-    if config.encoder.trainable_blocks > 0:          # a fine-tuned encoder: its own feature store
-        config.data.feature_dir = str(run.dir / "features")
+    config = run_feature_config(run, config)
     samples = split_of(load_samples(config), split)
     features, samples = cached_features(config, samples, encoder, dev, progress)
-    hyps = caption_features(decoder, features, vocab, decode, device=dev, bf16=config.train.bf16)
+    reranker = training_reranker(run, config, encoder, decode.rerank, dev, progress)
+    hyps = caption_features(decoder, features, vocab, decode, device=dev, bf16=config.train.bf16, reranker=reranker)
     candidates = {s.id: vocab.decode(h[0].tokens) for s, h in zip(samples, hyps)}
     scores = score(candidates, {s.id: s.captions for s in samples}, backend=backend)
     name = f"{split}_{decode.label}"

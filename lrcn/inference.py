@@ -9,7 +9,9 @@ from typing import Any
 import torch
 
 from lrcn.config import Config
+from lrcn.data.loaders import cached_features, load_samples, split as split_of
 from lrcn.decoding import DecodeConfig, Hypothesis, generate
+from lrcn.decoding.rerank import ConsensusReranker
 from lrcn.models.concepts import ConceptCaptioner
 from lrcn.models.decoders import CaptionDecoder, build_decoder
 from lrcn.models.encoders import ImageEncoder, build_encoder
@@ -75,16 +77,40 @@ def autocast(device: torch.device, enabled: bool):
 
 @torch.inference_mode()
 def caption_features(decoder: CaptionDecoder, features: torch.Tensor, vocab: Vocabulary, decode: DecodeConfig,
-                     batch_size: int = 256, device: torch.device = torch.device("cpu"),
-                     bf16: bool = False) -> list[list[Hypothesis]]:
-    """n-best hypotheses for each row of ``features`` (decoded in batches on ``device``)."""
+                     batch_size: int = 256, device: torch.device = torch.device("cpu"), bf16: bool = False,
+                     reranker: ConsensusReranker | None = None) -> list[list[Hypothesis]]:
+    """n-best hypotheses for each row of ``features`` (decoded in batches on ``device``). With a
+    ``reranker`` (``decode.rerank``), every candidate of the search is re-ordered by consensus first."""
     decoder.eval()
+    search = dataclasses.replace(decode, n_best=max(decode.n_best, decode.beam_size)) if reranker else decode
     out: list[list[Hypothesis]] = []
     for chunk in features.split(batch_size):
         with autocast(device, bf16):
-            out += generate(decoder, chunk.to(device), decode, bos=vocab.start, eos=vocab.end, unk=vocab.unk,
+            out += generate(decoder, chunk.to(device), search, bos=vocab.start, eos=vocab.end, unk=vocab.unk,
                             pad=vocab.pad)
+    if reranker is not None:
+        orders = reranker.order(features, [[vocab.decode(h.tokens) for h in nbest] for nbest in out])
+        out = [[nbest[j] for j in order[:decode.n_best]] for nbest, order in zip(out, orders)]
     return out
+
+
+def training_reranker(run: Run, config: Config, encoder: ImageEncoder, k: int, device: torch.device,
+                      progress: bool = True) -> ConsensusReranker | None:
+    """The consensus reranker of ``decode.rerank=k`` (None for 0): the run's training images' features
+    (from the feature store, extracted once) and captions."""
+    if not k:
+        return None
+    train = split_of(load_samples(config), "train")
+    features, train = cached_features(run_feature_config(run, config), train, encoder, device, progress)
+    return ConsensusReranker(features, [s.captions for s in train], k)
+
+
+def run_feature_config(run: Run, config: Config) -> Config:
+    """``config`` reading features from the run's own store when its encoder was fine-tuned (the
+    dataset's stores hold the pretrained encoder's features under the same key)."""
+    if config.encoder.trainable_blocks == 0:
+        return config
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, feature_dir=str(run.dir / "features")))
 
 
 def decode_config(config: Config, **overrides: Any) -> DecodeConfig:

@@ -104,6 +104,9 @@ class DecodeConfig:
     sample: draw captions at random instead of searching; temperature, top_k (0 = off),
         top_p (1.0 = off) shape the distribution; seed makes the draws reproducible.
     n_best: captions returned per input (<= beam_size when searching; samples drawn when sampling).
+    rerank: k > 0: the search's beam_size candidates (sampling: its n_best draws) are re-ordered by
+        consensus with the captions of the k nearest training images (lrcn.decoding.rerank; done by
+        the commands that know the training set, not by :func:`generate`); 0 = off.
 
     Every value is checked when the config is made; a ConfigError names the ``decode.`` key.
     """
@@ -125,6 +128,7 @@ class DecodeConfig:
     top_p: float = 1.0
     n_best: int = 1
     seed: int | None = None
+    rerank: int = 0
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -152,11 +156,12 @@ class DecodeConfig:
     @property
     def label(self) -> str:
         """The results-file label of these settings (greedy, beam3, sample-t0.7-k10, ...)."""
-        return self.selected.label(self)
+        label = self.selected.label(self)
+        return f"{label}-rerank{self.rerank}" if self.rerank else label
 
     def greedy(self) -> DecodeConfig:
         """These settings (lengths, suppressions, blocked n-grams) decoding greedily, one caption each."""
-        return dataclasses.replace(self, strategy="greedy", n_best=1)
+        return dataclasses.replace(self, strategy="greedy", n_best=1, rerank=0)
 
     def describe(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
@@ -196,6 +201,10 @@ def _rules(c: DecodeConfig) -> list[tuple[bool, str]]:
         (c.top_k >= 0, f"decode.top_k must be >= 0, 0 for off (got {c.top_k})"),
         (0 < c.top_p <= 1, f"decode.top_p must be in (0, 1], 1 for off (got {c.top_p})"),
         (c.n_best >= 1, f"decode.n_best must be >= 1 (got {c.n_best})"),
+        (c.rerank >= 0, f"decode.rerank must be >= 0, 0 for off (got {c.rerank})"),
+        (c.rerank == 0 or max(c.beam_size, c.n_best) >= 2,
+         f"decode.rerank={c.rerank} re-orders candidates, but decoding gives one: set decode.beam_size "
+         f"(or, sampling, decode.n_best) to 2 or more"),
         (c.strategy != "auto" or not c.sample or (c.beam_size == 1 and c.groups == 1),
          f"decode.sample cannot be combined with decode.beam_size > 1 or decode.groups > 1 "
          f"(got beam_size={c.beam_size}, groups={c.groups}); or name the strategy in decode.strategy"),

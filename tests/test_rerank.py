@@ -1,0 +1,97 @@
+"""Consensus re-ranking: neighbours by cosine, candidates ordered by mean CIDEr-D against the
+neighbours' captions with the training set's document frequencies, wired into decoding configs."""
+
+import numpy as np
+import pytest
+import torch
+
+from lrcn.decoding import DecodeConfig
+from lrcn.decoding.rerank import ConsensusReranker, nearest, pooled
+from lrcn.errors import ConfigError
+from lrcn.inference import caption_features
+from lrcn.metrics import CiderD
+
+TRAIN_CAPTIONS = [
+    ["a dog runs on the grass", "a brown dog running in a field", "the dog runs through green grass"],
+    ["a man rides a bike", "a cyclist rides down the road", "a man on a bicycle on the street"],
+    ["two children play in the water", "kids splash in a pool", "two kids swimming in the water"],
+    ["a dog jumps into the water", "a wet dog leaps into a lake", "a black dog splashes in the water"],
+]
+TRAIN_FEATURES = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0.7, 0, 0.7]])
+
+
+def test_nearest_is_by_cosine_and_pools_grids_and_clips():
+    query = torch.tensor([[2.0, 0.1, 0], [0, 0, 0.3], [1, 0, 1.2]])
+    assert nearest(TRAIN_FEATURES, query, 2).tolist() == [[0, 3], [2, 3], [3, 2]]
+    grid = torch.arange(24.0).view(2, 3, 2, 2)
+    assert torch.equal(pooled(grid), grid.mean(dim=(2, 3))) and pooled(torch.ones(2, 5, 3)).shape == (2, 3)
+    with pytest.raises(ConfigError, match="choose 1 to 4"):
+        nearest(TRAIN_FEATURES, query, 5)
+
+
+def test_candidates_are_ordered_by_consensus_with_the_neighbours_captions():
+    reranker = ConsensusReranker(TRAIN_FEATURES, TRAIN_CAPTIONS, k=2)
+    query = torch.tensor([[1.0, 0.05, 0.1], [0, 1.0, 0]])
+    candidates = [["a man rides a bike", "a dog runs through the grass", "a dog"],
+                  ["a dog runs through the grass", "a man rides a bicycle down the street"]]
+    assert reranker.order(query, candidates) == [[1, 2, 0], [1, 0]]
+    # the consensus is the mean CIDEr-D against each neighbour's captions, with the training set's
+    # document frequencies (a scorer built on all four training images)
+    scorer = CiderD({n: c for n, c in enumerate(TRAIN_CAPTIONS)})
+    neighbours = [0, 3]
+    expected = [np.mean([scorer.score_batch([n], [c])[0] for n in neighbours]) for c in candidates[0]]
+    np.testing.assert_allclose(reranker.consensus(query[:1], candidates[:1])[0], expected, rtol=1e-9)
+
+
+def test_equal_consensus_keeps_the_models_order():
+    reranker = ConsensusReranker(TRAIN_FEATURES, TRAIN_CAPTIONS, k=1)
+    assert reranker.order(torch.tensor([[0, 1.0, 0]]), [["zebra", "giraffe", "okapi"]]) == [[0, 1, 2]]
+
+
+class ScriptedDecoder(torch.nn.Module):
+    """Beam search sees three captions for every image: word 4 (log-prob -0.1), 5 (-0.5), 6 (-1.0)."""
+
+    vocab_size = 8
+
+    def init_state(self, features):
+        return (torch.zeros(len(features), 1),)
+
+    def step(self, words, state):
+        first = state[0][:, 0] == 0
+        table = torch.full((len(words), 8), -30.0)
+        table[first, 4], table[first, 5], table[first, 6] = -0.1, -0.5, -1.0
+        table[~first, 2] = 0.0                                   # then <end>
+        return table.log_softmax(-1), (torch.ones(len(words), 1),)
+
+    def reorder(self, state, index):
+        return tuple(s.index_select(0, index) for s in state)
+
+
+class Words:
+    start, end, unk, pad = 1, 2, 3, 0
+    names = {4: "a man rides a bike", 5: "a dog runs through the grass", 6: "two kids swimming in the water"}
+
+    def decode(self, tokens):
+        return " ".join(self.names[t] for t in tokens)
+
+
+def test_caption_features_reranks_every_candidate_of_the_search_and_keeps_n_best():
+    reranker = ConsensusReranker(TRAIN_FEATURES, TRAIN_CAPTIONS, k=1)
+    features = torch.tensor([[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]])
+    plain = caption_features(ScriptedDecoder(), features, Words(), DecodeConfig(beam_size=3, max_len=3))
+    assert [h[0].tokens for h in plain] == [[4], [4], [4]]                   # the model's favourite
+    decode = DecodeConfig(beam_size=3, max_len=3, rerank=1)
+    reranked = caption_features(ScriptedDecoder(), features, Words(), decode, reranker=reranker)
+    assert [[h.tokens for h in nbest] for nbest in reranked] == [[[5]], [[6]], [[4]]]
+    two = caption_features(ScriptedDecoder(), features, Words(), DecodeConfig(beam_size=3, n_best=2, max_len=3,
+                                                                              rerank=1), reranker=reranker)
+    assert [len(nbest) for nbest in two] == [2, 2, 2] and two[0][0].tokens == [5]
+
+
+def test_rerank_settings_are_validated_and_named():
+    assert DecodeConfig(beam_size=20, rerank=3).label == "beam20-rerank3"
+    assert DecodeConfig(beam_size=20, rerank=3).greedy().rerank == 0
+    with pytest.raises(ConfigError, match="decode.rerank"):
+        DecodeConfig(beam_size=1, rerank=3)
+    with pytest.raises(ConfigError, match="decode.rerank"):
+        DecodeConfig(beam_size=3, rerank=-1)
