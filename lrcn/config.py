@@ -30,9 +30,9 @@ from lrcn.data.features import MODALITIES
 from lrcn.data.video import SAMPLERS
 from lrcn.errors import ConfigError
 from lrcn.io import write_text
-from lrcn.models.decoders import DECODERS, build_decoder
 from lrcn.models.encoders import ENCODERS, FEATURE_KINDS
-from lrcn.models.temporal import FRAME_DELTAS, VIDEO_DECODERS
+from lrcn.models.registry import DECODERS, VIDEO_DECODERS, build_decoder
+from lrcn.models.temporal import FRAME_DELTAS
 from lrcn.train.losses import ADVANTAGES, LOSSES, PICKS, schedule_problems
 
 

@@ -7,17 +7,28 @@
       checkpoints/best.pt    the best epoch by train.val_metric on the val split
       tb/                    TensorBoard events
       metrics_<name>.json / .md, results_<split>.json, per_image_<name>.json   written by evaluate
+
+Besides the folder (:class:`Run`), what every command that reads a trained run needs: its models
+loaded in eval mode (:func:`load_models`), its feature store (:func:`run_feature_config`), its
+``decode:`` section (:func:`decode_config`) and its consensus re-ranker (:func:`training_reranker`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from lrcn.config import Config, load_config, save_config
+from lrcn.data.loaders import cached_features, load_samples, split as split_of
+from lrcn.decoding import DecodeConfig
+from lrcn.decoding.rerank import ConsensusReranker
 from lrcn.errors import CheckpointError, ConfigError
+from lrcn.models.encoders import ImageEncoder
+from lrcn.models.factory import build_models
 from lrcn.text import Vocabulary
 from lrcn.train.checkpoint import load_checkpoint
 
@@ -79,3 +90,39 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device is {name!r} but no CUDA device is available; use 'auto' or 'cpu'")
     return device
+
+
+def load_models(run: Run, which: str = "best", device: str | torch.device = "cpu"):
+    """(config, vocab, encoder, decoder) of a run, in eval mode on ``device``."""
+    config, vocab = run.config(), run.vocab()
+    ckpt = run.checkpoint(which)
+    fine_tuned = "encoder" in ckpt
+    encoder, decoder = build_models(config, len(vocab), pretrained=None if not fine_tuned else False)
+    decoder.load_state_dict(ckpt["model"])
+    if fine_tuned:
+        encoder.load_state_dict(ckpt["encoder"])
+    return config, vocab, encoder.to(device).eval(), decoder.to(device).eval()
+
+
+def training_reranker(run: Run, config: Config, encoder: ImageEncoder, k: int, device: torch.device,
+                      progress: bool = True) -> ConsensusReranker | None:
+    """The consensus reranker of ``decode.rerank=k`` (None for 0): the run's training images' features
+    (from the feature store, extracted once) and captions."""
+    if not k:
+        return None
+    train = split_of(load_samples(config), "train")
+    features, train = cached_features(run_feature_config(run, config), train, encoder, device, progress)
+    return ConsensusReranker(features, [s.captions for s in train], k)
+
+
+def run_feature_config(run: Run, config: Config) -> Config:
+    """``config`` reading features from the run's own store when its encoder was fine-tuned (the
+    dataset's stores hold the pretrained encoder's features under the same key)."""
+    if config.encoder.trainable_blocks == 0:
+        return config
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, feature_dir=str(run.dir / "features")))
+
+
+def decode_config(config: Config, **overrides: Any) -> DecodeConfig:
+    """The run's ``decode:`` section with ``overrides`` (those not None) applied."""
+    return dataclasses.replace(config.decode, **{k: v for k, v in overrides.items() if v is not None})

@@ -37,7 +37,8 @@ warnings.filterwarnings("ignore", message="IProgress not found")   # tqdm withou
 from lrcn.config import load_config
 from lrcn.data.loaders import cached_features, load_samples, split
 from lrcn.data.shapes import generate_shapes
-from lrcn.inference import caption_features, decode_config, load_models
+from lrcn.decoding.batch import caption_features
+from lrcn.run import decode_config, load_models
 from lrcn.report.attention import attention_strip, word_attention
 from lrcn.run import Run
 from lrcn.train.loop import train

@@ -50,12 +50,13 @@ from PIL import Image
 
 warnings.filterwarnings("ignore", message="IProgress not found")   # tqdm without ipywidgets; progress bars are off
 
-from lrcn.baselines import consensus_caption
+from lrcn.decoding.baselines import consensus_caption
 from lrcn.config import load_config
 from lrcn.data.loaders import cached_features, load_samples, split
 from lrcn.data.shapes import generate_shapes
 from lrcn.decoding import beam_search, to_hypotheses
-from lrcn.inference import caption_features, decode_config, load_models
+from lrcn.decoding.batch import caption_features
+from lrcn.run import decode_config, load_models
 from lrcn.metrics import diversity, score
 from lrcn.run import Run
 from lrcn.train.loop import train
@@ -122,7 +123,7 @@ print(f'blind baseline, the same caption for every image: "{blind}"')
 # ## The strategies
 #
 # Every strategy sees only the decoder's step interface (`init_state`, `step`, `reorder`) and is chosen
-# by a `DecodeConfig`; `lrcn.inference.decode_config` starts from the run's `decode:` section (at most
+# by a `DecodeConfig`; `lrcn.run.decode_config` starts from the run's `decode:` section (at most
 # 20 words, `<unk>` never generated) and applies the settings below.
 #
 # * **Greedy** takes the most probable word at every step: one caption, the cheapest.

@@ -10,10 +10,12 @@ from PIL import Image
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from lrcn.activity import (ActivityLRCN, activity_loss, confusion_matrix, evaluate_activity, labels_from_samples,
-                           load_activity, predict_activity, run_activity, train_activity)
 from lrcn.data.records import Sample
 from lrcn.errors import DataError
+from lrcn.models.activity import ActivityLRCN
+from lrcn.report.activity import confusion_matrix
+from lrcn.train.activity import (activity_loss, evaluate_activity, labels_from_samples, load_activity, predict_activity,
+                                 run_activity, train_activity)
 
 CLASSES = ["left", "right", "up", "down"]
 OPPOSITE = torch.tensor([1, 0, 3, 2])

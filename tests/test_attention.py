@@ -14,7 +14,7 @@ from lrcn.cli import main
 from lrcn.decoding import DecodeConfig, generate
 from lrcn.errors import ConfigError
 from lrcn.models.attention import ShowAttendTell, regions_of
-from lrcn.demo import DEMO_CONFIG
+from lrcn.commands.demo import DEMO_CONFIG
 from lrcn.models.encoders import build_encoder
 from lrcn.run import Run
 

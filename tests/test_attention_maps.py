@@ -21,8 +21,8 @@ from conftest import tiny_overrides
 from test_gallery import BROWSER, seen_in_browser
 from test_notebook import NOTEBOOKS, outputs, rerun_notebook, saved_notebook
 from lrcn.cli import main
-from lrcn.demo import DEMO_CONFIG
-from lrcn.inference import load_models
+from lrcn.commands.demo import DEMO_CONFIG
+from lrcn.run import load_models
 from lrcn.models.attention import ShowAttendTell
 from lrcn.report.attention import ALPHA, HEAT_HIGH, THUMBNAIL, overlay, word_attention
 from lrcn.report.gallery import write_gallery

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrcn.baselines import consensus_caption, most_consensual, nearest_neighbour_captions
+from lrcn.decoding.baselines import consensus_caption, most_consensual, nearest_neighbour_captions
 from lrcn.data.records import Sample
 from lrcn.errors import ConfigError
 

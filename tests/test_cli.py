@@ -9,11 +9,12 @@ import torch
 from pycocotools.coco import COCO
 
 from conftest import tiny_overrides
-from lrcn.cli import add_decoding_arguments, decode_config_from_args, main
+from lrcn.cli import main
+from lrcn.commands.options import add_decoding_arguments, decode_config_from_args
 from lrcn.config import load_config
 from lrcn.decoding import STRATEGIES, DecodeConfig, DecodeOutput, Strategy, generate
 from lrcn.errors import ConfigError
-from lrcn.demo import DEMO_CONFIG
+from lrcn.commands.demo import DEMO_CONFIG
 from lrcn.run import Run
 from lrcn.train import loop
 

@@ -16,7 +16,7 @@ import yaml
 
 from lrcn.cli import main
 from lrcn.config import CHOICES, RANGES, Config, load_config, save_config
-from lrcn.demo import DEMO_CONFIG
+from lrcn.commands.demo import DEMO_CONFIG
 from lrcn.errors import ConfigError
 from lrcn.train.loop import train
 

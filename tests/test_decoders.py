@@ -9,7 +9,8 @@ from torch.nn import functional as F
 
 from conftest import assert_step_interface, overfit_and_replay
 from lrcn.errors import ConfigError
-from lrcn.models.decoders import DECODERS, CaptionDecoder, build_decoder
+from lrcn.models.base import CaptionDecoder
+from lrcn.models.registry import DECODERS, build_decoder
 from lrcn.models.fast_step import FastStep, log_softmax_
 from test_new_decoder import GRUDecoder
 

@@ -633,7 +633,7 @@ def test_generate_output_structure():
 
 def overfit_decoder(kind: str, n_images: int = 12, vocab: int = 24, seed: int = 0):
     """A small decoder of ``kind`` trained until it reproduces one random caption per image."""
-    from lrcn.models.decoders import build_decoder
+    from lrcn.models.registry import build_decoder
 
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -708,8 +708,8 @@ def test_every_strategy_reuses_step_outputs_and_decodes_the_same(kind):
 @pytest.mark.parametrize("strategy", [dict(beam_size=1), dict(beam_size=3), dict(sample=True, seed=0)])
 def test_caption_features_never_emits_pad_or_start(strategy):
     """A model that puts most of its mass on <pad> and <start> still gets real words from
-    lrcn.inference.caption_features: the trained runs' decode path bans both."""
-    from lrcn.inference import caption_features
+    lrcn.decoding.batch.caption_features: the trained runs' decode path bans both."""
+    from lrcn.decoding.batch import caption_features
     from lrcn.text import Vocabulary
 
     vocab = Vocabulary(["<pad>", "<start>", "<end>", "<unk>", "a", "b", "c"])

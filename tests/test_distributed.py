@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 
 from conftest import tiny_overrides
 from lrcn.config import load_config
-from lrcn.demo import DEMO_CONFIG
+from lrcn.commands.demo import DEMO_CONFIG
 from lrcn.train import loop
 
 

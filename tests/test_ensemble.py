@@ -5,7 +5,7 @@ import torch
 
 from lrcn.decoding import DecodeConfig, generate
 from lrcn.errors import CheckpointError, ConfigError
-from lrcn.models.decoders import build_decoder
+from lrcn.models.registry import build_decoder
 from lrcn.models.ensemble import Ensemble
 
 V = 19
@@ -93,10 +93,10 @@ def test_evaluate_ensemble_of_one_run_equals_evaluate_and_of_two_writes_its_file
     from conftest import tiny_overrides
     from lrcn.cli import main
     from lrcn.config import load_config
-    from lrcn.demo import DEMO_CONFIG
-    from lrcn.evaluate import evaluate
+    from lrcn.commands.demo import DEMO_CONFIG
+    from lrcn.commands.evaluate import evaluate
     from lrcn.metrics import load_results
-    from lrcn.models.ensemble import evaluate_ensemble
+    from lrcn.commands.evaluate import evaluate_ensemble
     from lrcn.train.loop import train
 
     monkeypatch.setattr("lrcn.metrics.scoring.java_available", lambda: False)   # no METEOR: a minute of Java

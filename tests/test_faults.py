@@ -26,7 +26,7 @@ import torch
 from conftest import tiny_overrides
 from lrcn.cli import main
 from lrcn.config import load_config
-from lrcn.demo import DEMO_CONFIG
+from lrcn.commands.demo import DEMO_CONFIG
 from lrcn.run import Run
 from lrcn.train import loop
 from lrcn.train.checkpoint import load_checkpoint
@@ -346,7 +346,7 @@ def photo_folder(tiny_shapes, folder: Path) -> tuple[list[str], list[str]]:
 
 def test_caption_killed_and_rerun_captions_every_image_exactly_once(caption_run, tiny_shapes, tmp_path,
                                                                     monkeypatch):
-    import lrcn.caption
+    import lrcn.commands.caption
     import lrcn.data.features
 
     good, bad = photo_folder(tiny_shapes, tmp_path / "photos")
@@ -372,10 +372,10 @@ def test_caption_killed_and_rerun_captions_every_image_exactly_once(caption_run,
 
     # the re-run reads exactly the images not yet captioned or skipped, and nothing else
     read, decoded = [], []
-    real_dataset, real_caption = lrcn.data.features.ImageFolderDataset, lrcn.caption.caption_features
+    real_dataset, real_caption = lrcn.data.features.ImageFolderDataset, lrcn.commands.caption.caption_features
     monkeypatch.setattr(lrcn.data.features, "ImageFolderDataset",      # captioning reads as the feature store does
                         lambda paths, *a, **k: read.extend(map(str, paths)) or real_dataset(paths, *a, **k))
-    monkeypatch.setattr(lrcn.caption, "caption_features",
+    monkeypatch.setattr(lrcn.commands.caption, "caption_features",
                         lambda decoder, features, *a, **k: decoded.append(len(features)) or
                         real_caption(decoder, features, *a, **k))
     assert main(["-q", *args, "--out", str(out)]) == 0

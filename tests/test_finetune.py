@@ -4,8 +4,8 @@ import torch
 
 from conftest import tiny_overrides
 from lrcn.config import load_config
-from lrcn.demo import DEMO_CONFIG
-from lrcn.evaluate import evaluate
+from lrcn.commands.demo import DEMO_CONFIG
+from lrcn.commands.evaluate import evaluate
 from lrcn.models.encoders import build_encoder
 from lrcn.run import Run
 from lrcn.train.loop import train

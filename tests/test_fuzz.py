@@ -260,7 +260,7 @@ def test_damaged_videos_decode_or_raise_media_error(valid_videos, data):
 @pytest.fixture(scope="module")
 def trained_run(tiny_shapes, tmp_path_factory) -> Path:
     from lrcn.config import load_config
-    from lrcn.demo import DEMO_CONFIG
+    from lrcn.commands.demo import DEMO_CONFIG
     from lrcn.train.loop import train
     runs = tmp_path_factory.mktemp("runs")
     return train(load_config(DEMO_CONFIG, tiny_overrides(tiny_shapes, runs, **{"train.epochs": 1})), progress=False)
@@ -269,7 +269,7 @@ def trained_run(tiny_shapes, tmp_path_factory) -> Path:
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 @given(files=st.lists(damaged_image, min_size=1, max_size=8))
 def test_the_folder_captioner_survives_any_bytes(trained_run, tmp_path_factory, files):
-    from lrcn.caption import caption_paths
+    from lrcn.commands.caption import caption_paths
     folder = tmp_path_factory.mktemp("photos")
     paths = [folder / f"{n}.{['jpg', 'png', 'gif', 'webp'][n % 4]}" for n in range(len(files))]
     for path, data in zip(paths, files):
@@ -298,7 +298,7 @@ def test_hostile_files_through_the_commands(trained_run, tiny_shapes, tmp_path, 
     import shutil
 
     from lrcn.cli import main
-    from lrcn.demo import DEMO_CONFIG
+    from lrcn.commands.demo import DEMO_CONFIG
     from test_media import png_header_only
 
     marker = tmp_path / "pwned"

@@ -17,7 +17,7 @@ from PIL import Image
 
 from conftest import tiny_overrides
 from lrcn.cli import main
-from lrcn.demo import DEMO_CONFIG
+from lrcn.commands.demo import DEMO_CONFIG
 from lrcn.report.gallery import write_gallery
 
 BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)

@@ -12,11 +12,11 @@ from conftest import tiny_overrides
 from lrcn.config import Config, load_config, validate
 from lrcn.data.records import Sample
 from lrcn.decoding import DecodeConfig
-from lrcn.demo import DEMO_CONFIG
+from lrcn.commands.demo import DEMO_CONFIG
 from lrcn.errors import ConfigError
 from lrcn.metrics.cider import CiderD
 from lrcn.models.decoders import CaptionDecoder, ShowAndTell
-from lrcn.models.temporal import VIDEO_DECODERS
+from lrcn.models.registry import VIDEO_DECODERS
 from lrcn.text import Vocabulary
 from lrcn.train import loop
 from lrcn.train.losses import (CrossEntropy, SamplingSchedule, SelfCritical, build_loss,

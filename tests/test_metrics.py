@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import lrcn.metrics as M
+from lrcn.cli import main
 from lrcn.errors import ConfigError, DataError
 from lrcn.metrics.ptb import ptb_tokenize_batch
 from lrcn.metrics.rouge import lcs_length, rouge_l
@@ -415,7 +416,7 @@ def test_cli_score_without_java(tmp_path, monkeypatch, capsys):
     M.write_results(results, {1: "A dog runs.", 2: "Two cats on a bed."})
     _no_java(monkeypatch, tmp_path)
     out_json, per_image = tmp_path / "scores.json", tmp_path / "per_image.json"
-    code = M.cli_score([str(results), "--refs", str(refs_path), "--json", str(out_json), "--per-image", str(per_image)])
+    code = main(["score", str(results), "--refs", str(refs_path), "--json", str(out_json), "--per-image", str(per_image)])
     captured = capsys.readouterr()
     assert code == 0
     assert "warning: METEOR skipped: java not found on PATH" in captured.err
@@ -429,7 +430,7 @@ def test_cli_score_without_java(tmp_path, monkeypatch, capsys):
     assert "CIDEr" in captured.out.splitlines()[0]
     bad = tmp_path / "bad.json"
     bad.write_text("{")
-    assert M.cli_score([str(bad), "--refs", str(refs_path)]) == 2
+    assert main(["score", str(bad), "--refs", str(refs_path)]) == 2
     assert "bad.json: invalid JSON at line 1" in capsys.readouterr().err
 
 

@@ -8,7 +8,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from lrcn.decoding import DecodeConfig, generate
-from lrcn.models.decoders import CaptionDecoder, build_decoder
+from lrcn.models.base import CaptionDecoder
+from lrcn.models.registry import build_decoder
 from lrcn.models.ensemble import Ensemble
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3

@@ -8,7 +8,7 @@ import torch
 from lrcn.decoding import DecodeConfig
 from lrcn.decoding.rerank import ConsensusReranker, nearest, pooled
 from lrcn.errors import ConfigError
-from lrcn.inference import caption_features
+from lrcn.decoding.batch import caption_features
 from lrcn.metrics import CiderD
 
 TRAIN_CAPTIONS = [

@@ -6,10 +6,11 @@ import torch
 from conftest import assert_step_interface, overfit_and_replay
 from lrcn.decoding import DecodeConfig, generate
 from lrcn.errors import ConfigError
-from lrcn.models.decoders import DECODERS, build_decoder
+from lrcn.models.registry import DECODERS, build_decoder
 from lrcn.config import Config, validate
-from lrcn.inference import build_models
-from lrcn.models.temporal import S2VT, VIDEO_DECODERS, FrameDeltas, VideoCaptioner, build_temporal, delta_dims
+from lrcn.models.factory import build_models
+from lrcn.models.registry import VIDEO_DECODERS
+from lrcn.models.temporal import S2VT, FrameDeltas, VideoCaptioner, build_temporal, delta_dims
 
 V, D, T = 23, 12, 5
 START, END = 1, 2

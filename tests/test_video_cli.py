@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from lrcn.caption import caption_paths
+from lrcn.commands.caption import caption_paths
 from lrcn.cli import main
 from lrcn.data.records import read_karpathy
 from lrcn.data.video import list_frames
 from lrcn.models.encoders import build_encoder
 from lrcn.run import Run
-from lrcn.video_demo import ACTIVITY_DEMO_CONFIG, VIDEO_DEMO_CONFIG
+from lrcn.commands.demo import ACTIVITY_DEMO_CONFIG, VIDEO_DEMO_CONFIG
 
 FRAMES = 5          # frames sampled per clip; the tiny clips have 4 to 6
 

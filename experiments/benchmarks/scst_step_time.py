@@ -21,7 +21,7 @@ import time
 import torch
 
 from lrcn.data.loaders import cached_features, load_samples, split
-from lrcn.inference import build_models
+from lrcn.models.factory import build_models
 from lrcn.run import Run
 from lrcn.train.losses import SelfCritical
 

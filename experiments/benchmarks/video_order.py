@@ -32,11 +32,12 @@ from lrcn.config import Config, load_config
 from lrcn.data.features import FeatureStore, store_name
 from lrcn.data.loaders import cached_features, feature_spec, load_samples, split
 from lrcn.data.shapes_video import generate_shapes_video, named_motions
-from lrcn.evaluate import evaluate
-from lrcn.inference import config_encoder, decode_config
+from lrcn.commands.evaluate import evaluate
+from lrcn.models.factory import config_encoder
+from lrcn.run import decode_config
 from lrcn.train.loop import train
-from lrcn.video_activity import train_activity_run
-from lrcn.video_demo import ACTIVITY_DEMO_CONFIG, VIDEO_DEMO_CONFIG
+from lrcn.train.activity import train_activity_run
+from lrcn.commands.demo import ACTIVITY_DEMO_CONFIG, VIDEO_DEMO_CONFIG
 
 SPLITS = ("train", "val", "test")
 

@@ -144,17 +144,19 @@ def _apply_orientation(im: Image.Image) -> Image.Image:
 
 # ----------------------------------------------------------------------------- loading
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path, what: str = "image") -> None:
+    """MediaError unless ``path`` is a readable, non-empty file (``what``: image or video, in the message)."""
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise MediaError(f"image {path} does not exist") from None
+        raise MediaError(f"{what} {path} does not exist") from None
     except OSError as e:
-        raise MediaError(f"image {path} cannot be read: {e.strerror or e}") from None
+        raise MediaError(f"{what} {path} cannot be read: {e.strerror or e}") from None
     if path.is_dir():
-        raise MediaError(f"image {path} is a folder, not an image file")
+        raise MediaError(f"{what} {path} is a folder, not an {what} file" if what == "image"
+                         else f"{what} {path} is a folder, not a {what} file")
     if st.st_size == 0:
-        raise MediaError(f"image {path} is empty (0 bytes)")
+        raise MediaError(f"{what} {path} is empty (0 bytes)")
 
 
 def _check_pixels(im: Image.Image, path: Path, max_pixels: int | None) -> None:
@@ -181,7 +183,7 @@ def load_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
     and oversized files.
     """
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     try:
         with warnings.catch_warnings(), open(path, "rb") as f:
             # PIL warns between MAX_IMAGE_PIXELS and twice that; our own limit decides instead.
@@ -208,7 +210,7 @@ def load_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """Full-resolution (width, height) as displayed (EXIF rotation applied), reading only the header."""
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lrcn.data.media import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, load_image
+from lrcn.data.media import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, check_file, load_image
 from lrcn.errors import ConfigError, MediaError
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv",
@@ -243,17 +243,6 @@ def _av():
     return av
 
 
-def _check_video_file(path: Path) -> None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise MediaError(f"video {path} does not exist") from None
-    except OSError as e:
-        raise MediaError(f"video {path} cannot be read: {e.strerror or e}") from None
-    if st.st_size == 0:
-        raise MediaError(f"video {path} is empty (0 bytes)")
-
-
 def _probe(av, path: Path, max_pixels: int | None) -> tuple[int, float | None, int, int]:
     """(frame count, frame rate, width, height) of the first video stream, reading no pixel data
     (the count from the container header, else by demuxing packets)."""
@@ -295,7 +284,7 @@ def _decode(av, path: Path, wanted: set[int], last: int, width: int, height: int
 
 def _read_video_file(path: Path, num_frames: int, mode: str, fps: float | None, source_fps: float | None,
                      size: int | None, max_pixels: int | None) -> tuple[torch.Tensor, VideoInfo]:
-    _check_video_file(path)
+    check_file(path, "video")
     av = _av()
     try:
         total, rate, width, height = _probe(av, path, max_pixels)

@@ -6,8 +6,12 @@ Shapes: B batch, T caption steps, D feature size, E embedding size, H hidden siz
 
 from __future__ import annotations
 
+import contextlib
+
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from lrcn.models.fast_step import reusing_outputs
 
 State = tuple[Tensor, ...]
 
@@ -45,3 +49,22 @@ class CaptionDecoder(nn.Module):
     def reorder(self, state: State, index: Tensor) -> State:
         """Rows ``index`` [B'] of every state tensor."""
         return tuple(s.index_select(0, index) for s in state)
+
+
+class WrappedDecoder(CaptionDecoder):
+    """A decoder around an inner caption decoder ``self.decoder`` that only prepares its features
+    (``init_state``): the words, state and steps are the inner decoder's."""
+
+    decoder: CaptionDecoder
+
+    def step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
+        return self.decoder.step(words, state)
+
+    def reusing_outputs(self) -> contextlib.AbstractContextManager:
+        return reusing_outputs(self.decoder)
+
+    def forward_steps(self, words: Tensor, state: State) -> tuple[Tensor, State]:
+        return self.decoder.forward_steps(words, state)
+
+    def reorder(self, state: State, index: Tensor) -> State:
+        return self.decoder.reorder(state, index)

@@ -15,14 +15,11 @@ Shapes: B images, S captions per image, L caption length, D feature size, V voca
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from lrcn.models.decoders import CaptionDecoder, State
-from lrcn.models.fast_step import reusing_outputs
+from lrcn.models.base import CaptionDecoder, State, WrappedDecoder
 
 SPECIAL_WORDS = 4     # <pad> <start> <end> <unk>: never concepts (lrcn.text.Vocabulary's first ids)
 
@@ -35,7 +32,7 @@ def words_of_images(words: Tensor, per_image: int, vocab_size: int) -> Tensor:
     return present.view(-1, per_image, vocab_size).amax(dim=1)
 
 
-class ConceptCaptioner(CaptionDecoder):
+class ConceptCaptioner(WrappedDecoder):
     """Concept probabilities [B, V] from the features, then any caption decoder on them.
     State and steps are the inner decoder's."""
 
@@ -65,15 +62,3 @@ class ConceptCaptioner(CaptionDecoder):
         targets = words_of_images(words, words.shape[0] // features.shape[0], self.vocab_size)
         return F.binary_cross_entropy_with_logits(logits[:, SPECIAL_WORDS:].float(), targets[:, SPECIAL_WORDS:],
                                                   reduction="sum")
-
-    def step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
-        return self.decoder.step(words, state)
-
-    def reusing_outputs(self) -> contextlib.AbstractContextManager:
-        return reusing_outputs(self.decoder)
-
-    def forward_steps(self, words: Tensor, state: State) -> tuple[Tensor, State]:
-        return self.decoder.forward_steps(words, state)
-
-    def reorder(self, state: State, index: Tensor) -> State:
-        return self.decoder.reorder(state, index)

@@ -10,7 +10,7 @@ step interface, so a new decoder is one class and every strategy works for it at
 :class:`~lrcn.models.base.CaptionDecoder` and write ``init_state`` and ``forward_steps`` (tests/test_new_decoder.py
 adds a GRU decoder so).
 
-The classes here are the plain models. The registered kinds (``DECODERS``) are these models with
+The classes here are the plain models. The registered kinds (``DECODERS`` of :mod:`lrcn.models.registry`) are these models with
 the CPU fast step of :mod:`lrcn.models.fast_step` at inference: the same parameters and
 checkpoints, the same numbers up to float rounding, a cheaper ``step`` in eval mode without
 autograd.
@@ -24,7 +24,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lrcn.models.attention import ShowAttendTell
 from lrcn.models.base import CaptionDecoder, State
 from lrcn.models.fast_step import LRCNFastStep, LSTMStackFastStep
 
@@ -130,34 +129,3 @@ class FastInitStateDecoder(LSTMStackFastStep, InitStateDecoder):
 
 class FastLRCN(LRCNFastStep, LRCN):
     """:class:`LRCN` with :class:`~lrcn.models.fast_step.LRCNFastStep`."""
-
-
-def _lrcn(layers: int, image_layer: int, name: str):
-    """A builder for one LRCN variant, whose number of layers is part of its definition."""
-    def build(vocab_size: int, feature_dim: int, num_layers: int | None = None, **kwargs) -> FastLRCN:
-        if num_layers not in (None, layers):
-            from lrcn.errors import ConfigError
-            raise ConfigError(f"decoder.kind {name} has {layers} LSTM layer(s) by definition; "
-                              f"decoder.num_layers={num_layers} does not apply (leave it unset)")
-        return FastLRCN(vocab_size, feature_dim, num_layers=layers, image_layer=image_layer, **kwargs)
-    return build
-
-
-DECODERS = {
-    "show_and_tell": FastShowAndTell,
-    "init_state": FastInitStateDecoder,
-    "lrcn_1u": _lrcn(1, 0, "lrcn_1u"),
-    "lrcn_2u": _lrcn(2, 0, "lrcn_2u"),
-    "lrcn_2f": _lrcn(2, 1, "lrcn_2f"),
-    "show_attend_tell": ShowAttendTell,
-}
-
-
-def build_decoder(kind: str, vocab_size: int, feature_dim: int, **kwargs) -> CaptionDecoder:
-    """An image decoder (``DECODERS``) or a video one (``lrcn.models.temporal.VIDEO_DECODERS``)."""
-    from lrcn.errors import ConfigError
-    from lrcn.models.temporal import VIDEO_DECODERS   # imports this module, so not at the top
-    kinds = {**DECODERS, **VIDEO_DECODERS}
-    if kind not in kinds:
-        raise ConfigError(f"decoder.kind {kind!r} is unknown; choose one of {sorted(kinds)}")
-    return kinds[kind](vocab_size, feature_dim, **kwargs)

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from lrcn.decoding import DecodeConfig
 from lrcn.errors import CheckpointError, ConfigError
-from lrcn.metrics import Scores, save_scores, score, write_results
-from lrcn.models.decoders import CaptionDecoder, State
+from lrcn.models.base import CaptionDecoder, State
 from lrcn.models.fast_step import reusing_outputs
 
 
@@ -82,43 +79,3 @@ class Ensemble(nn.Module):
     def reorder(self, state: State, index: Tensor) -> State:
         parts = [m.reorder(s, index) for m, s in zip(self.members, self._split(state))]
         return tuple(t for s in parts for t in s)
-
-
-def evaluate_ensemble(run_dirs: Sequence[str | Path], split: str = "test", decode: DecodeConfig | None = None,
-                      which: str = "best", backend: str = "fast", device: str = "auto",
-                      progress: bool = True) -> tuple[Scores, dict[str, str]]:
-    """``lrcn evaluate`` for an ensemble of runs trained on the same data and vocabulary (seeds,
-    decoder kinds, encoder settings): each run's ``which`` checkpoint reads its own cached
-    features. Writes results_<split>_<strategy>-ens<M>.json, per_image_ and metrics_ files into
-    the first run's folder; ``decode`` defaults to the first run's ``decode:`` section."""
-    from lrcn.data.loaders import cached_features, load_samples, split as split_of
-    from lrcn.inference import caption_features, decode_config, load_models
-    from lrcn.run import Run, resolve_device
-
-    runs = [Run.open(d) for d in run_dirs]
-    dev = resolve_device(device)
-    vocab = runs[0].vocab()
-    decoders, features, kept = [], [], None
-    for run in runs:
-        config, run_vocab, encoder, decoder = load_models(run, which, dev)
-        if run_vocab.words != vocab.words:
-            raise CheckpointError(f"{run.dir} has another vocabulary than {runs[0].dir}; ensemble members "
-                                  f"must be trained on the same data with the same data.min_word_count")
-        if config.encoder.trainable_blocks > 0:
-            config.data.feature_dir = str(run.dir / "features")
-        samples = split_of(load_samples(config), split)
-        x, samples = cached_features(config, samples, encoder, dev, progress)
-        rows = {s.id: n for n, s in enumerate(samples)}
-        kept = [s for s in (kept if kept is not None else samples) if s.id in rows]
-        features.append((x, rows))
-        decoders.append(decoder)
-    x = torch.cat([f[[rows[s.id] for s in kept]] for f, rows in features], dim=1)   # [N, D_1 + ... + D_M]
-    ensemble = Ensemble(decoders, [f.shape[1] for f, _ in features]).to(dev).eval()
-    decode = decode or decode_config(runs[0].config())
-    hyps = caption_features(ensemble, x, vocab, decode, device=dev)
-    candidates = {s.id: vocab.decode(h[0].tokens) for s, h in zip(kept, hyps)}
-    scores = score(candidates, {s.id: s.captions for s in kept}, backend=backend)
-    name = f"{split}_{decode.label}-ens{len(runs)}"
-    write_results(runs[0].dir / f"results_{name}.json", candidates)
-    save_scores(runs[0].dir, name, scores)
-    return scores, candidates

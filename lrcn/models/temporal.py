@@ -8,7 +8,7 @@ A temporal encoder maps frame features [B, T, D] to a clip vector [B, D'] and pe
 * ``bilstm``: a bidirectional LSTM; the clip vector joins the forward LSTM's last state and the
   backward LSTM's last state (the one after reading the first frame).
 
-Video decoders (``VIDEO_DECODERS``; ``lrcn.models.decoders.build_decoder`` knows them):
+Video decoders (``VIDEO_DECODERS`` of :mod:`lrcn.models.registry`, where ``build_decoder`` knows them):
 
 * ``"<temporal>+<image decoder>"``, e.g. ``mean+show_and_tell``, ``lstm+lrcn_2f``,
   ``bilstm+init_state``: :class:`VideoCaptioner`, the clip vector fed to any image decoder's
@@ -27,7 +27,6 @@ interface of :class:`lrcn.models.decoders.CaptionDecoder`, so every strategy in
 
 from __future__ import annotations
 
-import contextlib
 import math
 from functools import partial
 
@@ -35,8 +34,9 @@ import torch
 from torch import Tensor, nn
 
 from lrcn.errors import ConfigError
-from lrcn.models.decoders import DECODERS, CaptionDecoder, State, _lstm_input, _lstm_state
-from lrcn.models.fast_step import FastStep, reusing_outputs
+from lrcn.models.base import CaptionDecoder, State, WrappedDecoder
+from lrcn.models.decoders import _lstm_input, _lstm_state
+from lrcn.models.fast_step import FastStep
 
 
 def _frames(features: Tensor) -> Tensor:
@@ -137,7 +137,7 @@ def build_temporal(kind: str, feature_dim: int, hidden_dim: int = 512, dropout: 
 
 # ----------------------------------------------------------------------------- video decoders
 
-class VideoCaptioner(CaptionDecoder):
+class VideoCaptioner(WrappedDecoder):
     """A temporal encoder whose clip vector sets up an image decoder (``init_state``); the image
     decoder then produces the words. State and steps are the image decoder's own."""
 
@@ -151,18 +151,6 @@ class VideoCaptioner(CaptionDecoder):
         """features [B, T, D] -> the image decoder's state for the clip vector."""
         clip, _ = self.temporal(self.deltas(_frames(features)))
         return self.decoder.init_state(clip)
-
-    def step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
-        return self.decoder.step(words, state)
-
-    def reusing_outputs(self) -> contextlib.AbstractContextManager:
-        return reusing_outputs(self.decoder)
-
-    def forward_steps(self, words: Tensor, state: State) -> tuple[Tensor, State]:
-        return self.decoder.forward_steps(words, state)
-
-    def reorder(self, state: State, index: Tensor) -> State:
-        return self.decoder.reorder(state, index)
 
 
 class S2VT(FastStep, CaptionDecoder):
@@ -203,18 +191,3 @@ class S2VT(FastStep, CaptionDecoder):
         y, (h1, c1) = self.top(w.new_zeros(*w.shape[:2], self.embed_dim), _lstm_input(h1, c1))
         z, (h2, c2) = self.bottom(torch.cat([self.dropout(y), w], dim=-1), _lstm_input(h2, c2))
         return self.out(self.dropout(z)), (*_lstm_state(h1, c1), *_lstm_state(h2, c2))
-
-
-def _video_captioner(temporal: str, decoder: str, vocab_size: int, feature_dim: int, *,
-                     hidden_dim: int = 512, dropout: float = 0.5, delta_dims: int = 0, delta_gain: float = 1.0,
-                     **kwargs) -> VideoCaptioner:
-    """``temporal`` over frame features (and their deltas), then the image decoder ``decoder`` on the clip vector."""
-    encoder = build_temporal(temporal, feature_dim + delta_dims, hidden_dim, dropout)
-    return VideoCaptioner(encoder, DECODERS[decoder](vocab_size, encoder.out_dim, hidden_dim=hidden_dim,
-                                                     dropout=dropout, **kwargs), FrameDeltas(delta_dims, delta_gain))
-
-
-VIDEO_DECODERS = {
-    "s2vt": S2VT,
-    **{f"{t}+{d}": partial(_video_captioner, t, d) for t in TEMPORAL_ENCODERS for d in DECODERS},
-}

@@ -20,9 +20,10 @@ from lrcn.config import VALIDATION_METRICS, Config, validate as validate_config,
 from lrcn.data.loaders import CaptionTable, cached_features, load_samples, split
 from lrcn.data.media import ImageFolderDataset, collate_skip_bad
 from lrcn.data.records import Sample
+from lrcn.decoding.batch import autocast, caption_features
 from lrcn.errors import ConfigError, TrainingError
-from lrcn.inference import autocast, caption_features, config_decoder, config_encoder
 from lrcn.metrics import score
+from lrcn.models.factory import config_decoder, config_encoder
 from lrcn.run import Run, resolve_device
 from lrcn.text import Vocabulary
 from lrcn.train import distributed

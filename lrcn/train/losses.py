@@ -39,7 +39,7 @@ from lrcn.data.records import Sample
 from lrcn.decoding import greedy, sample_with_logprobs
 from lrcn.errors import ConfigError
 from lrcn.metrics.cider import CiderD
-from lrcn.models.decoders import CaptionDecoder
+from lrcn.models.base import CaptionDecoder
 from lrcn.text import Vocabulary, tokenize
 
 

@@ -13,6 +13,12 @@ from lrcn.metrics.report import format_table, markdown_table
 from lrcn.metrics.scoring import BACKENDS, METRICS
 
 
+def register(sub) -> None:
+    s = sub.add_parser("score", help="score a COCO results file against COCO-format references")
+    add_score_arguments(s)
+    s.set_defaults(func=run_score)
+
+
 def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``lrcn score``."""
     parser.add_argument("results", metavar="RESULTS.json", help='[{"image_id": ..., "caption": ...}, ...]')
@@ -54,18 +60,3 @@ def run_score(args: argparse.Namespace) -> int:
     if args.markdown:
         write_text(args.markdown, markdown_table({name: scores.corpus}) + "\n")
     return 0
-
-
-def cli_score(argv: list[str] | argparse.Namespace | None = None) -> int:
-    """``lrcn score`` on its own: ``cli_score(["results.json", "--refs", "captions.json"])``."""
-    from lrcn.errors import LrcnError
-    if isinstance(argv, argparse.Namespace):
-        return run_score(argv)
-    parser = argparse.ArgumentParser(prog="lrcn score", description="score a COCO results file")
-    add_score_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_score(args)
-    except LrcnError as e:
-        print(f"lrcn score: error: {e}", file=sys.stderr)
-        return 2

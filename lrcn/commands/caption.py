@@ -1,5 +1,5 @@
 """`lrcn caption`: caption images and folders of images with a trained run, resumably; a run
-trained on video captions video files and frame folders instead (lrcn/video_caption.py).
+trained on video captions video files and frame folders instead (:func:`clip_captioning`).
 
 With ``--out DIR`` it writes ``DIR/captions.json`` after every batch (so a re-run skips inputs
 already captioned) and ``DIR/index.html``, a gallery that opens from disk. Inputs that cannot be
@@ -9,30 +9,68 @@ One driver, :func:`caption_paths`, serves both. Inputs are read and encoded as t
 store reads them (``lrcn.data.features.FeatureSpec``: images, or clips of ``data.num_frames``
 frames); what else differs between images and clips (finding them, the extra fields of an entry,
 the gallery) is a :class:`Captioning`.
+
+Video: An input is a video file, a frame folder, or a folder of them (``lrcn.data.video.find_videos``:
+video files by extension and sub-folders holding images; a folder that holds only images is one
+clip). With ``--out DIR``, besides ``DIR/captions.json`` and ``DIR/index.html``, a strip of the
+sampled frames per clip is written to ``DIR/strips/*.jpg`` and shown in the gallery.
+
+Bad input, by the rules of ``lrcn.data.video``: a missing, empty, corrupt or frameless video, or a
+folder with no readable frame, is listed under ``skipped`` with the reason; a clip shorter than
+``data.num_frames`` is padded with its last frame and a frame folder with a missing or unreadable
+frame uses the nearest readable one, both recorded in the clip's ``notes``. Neither stops the run.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
+import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
+from lrcn.commands.options import add_decoding_arguments, run_decode_config
+from lrcn.config import Config
 from lrcn.data.loaders import feature_spec
 from lrcn.data.media import find_images, image_size
+from lrcn.data.video import find_videos, list_frames, read_frames
 from lrcn.decoding import DecodeConfig
-from lrcn.inference import caption_features, decode_config, load_models, training_reranker
-from lrcn.io import write_json
+from lrcn.decoding.batch import caption_features
+from lrcn.errors import MediaError
+from lrcn.io import atomic_path, write_json
 from lrcn.report.attention import model_view, word_attention, write_attention
-from lrcn.report.gallery import write_gallery
-from lrcn.run import Run, resolve_device
+from lrcn.report.gallery import write_gallery, write_video_gallery
+from lrcn.run import Run, decode_config, load_models, resolve_device, training_reranker
 from lrcn.text import Vocabulary
 
 FORMAT = "lrcn-captions-1"
+VIDEO_FORMAT = "lrcn-video-captions-1"
+STRIP_FRAMES = 8        # frames shown per clip in the gallery (evenly spread over the sampled ones)
+STRIP_HEIGHT = 72       # pixels
+
+
+def register(sub) -> None:
+    s = sub.add_parser("caption", help="caption images or folders of images (videos with a run trained on video)")
+    s.add_argument("run_dir")
+    s.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
+                   help="images or folders of images; for a video run, video files, frame folders or folders of them")
+    s.add_argument("--out", help="write captions.json and an index.html gallery here")
+    s.add_argument("--json", help="write the captions as JSON here")
+    s.add_argument("--batch-size", type=int, default=32)
+    add_decoding_arguments(s)
+    s.set_defaults(func=run)
+
+
+def run(a: argparse.Namespace) -> None:
+    caption_paths(a.run_dir, a.inputs, out_dir=a.out, json_out=a.json, decode=run_decode_config(a),
+                  batch_size=a.batch_size, progress=not a.quiet)
 
 
 @dataclass
@@ -69,6 +107,68 @@ def image_captioning(inputs: Sequence[str | Path], out_dir: Path | None = None, 
                       annotate=attention if hasattr(decoder, "attention_maps") else None)
 
 
+def find_clips(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Clips named by ``inputs``: a file is a clip whatever its extension (decoded by content); a
+    folder is searched with ``find_videos``, or is itself one clip when it holds only frames."""
+    found, seen = [], set()
+    for arg in map(Path, inputs):
+        if arg.is_file():
+            clips = [arg]
+        elif arg.is_dir():
+            clips = find_videos(arg) or ([arg] if list_frames(arg) else [])
+            if not clips:
+                print(f"skipped {arg}: holds no video file and no frame folder", file=sys.stderr)
+        else:
+            raise MediaError(f"{arg} does not exist; expected a video file, a frame folder or a folder of videos")
+        for clip in clips:
+            if os.path.abspath(clip) not in seen:
+                seen.add(os.path.abspath(clip))
+                found.append(clip)
+    return found
+
+
+def write_strip(path: str | os.PathLike, frames: torch.Tensor, count: int = STRIP_FRAMES,
+                height: int = STRIP_HEIGHT) -> Path:
+    """Up to ``count`` of the uint8 ``frames`` [T, H, W, 3], evenly spread, side by side as a JPEG."""
+    T, k = frames.shape[0], min(count, frames.shape[0])
+    picks = [round(i * (T - 1) / max(k - 1, 1)) for i in range(k)]
+    tiles = [Image.fromarray(frames[i].numpy()) for i in picks]
+    width = max(1, round(tiles[0].width * height / tiles[0].height))
+    strip = Image.new("RGB", (width * len(tiles) + 2 * (len(tiles) - 1), height), "white")
+    for i, tile in enumerate(tiles):
+        strip.paste(tile.resize((width, height), Image.BILINEAR), (i * (width + 2), 0))
+    with atomic_path(path) as tmp:
+        strip.save(tmp, format="JPEG", quality=85)
+    return Path(path)
+
+
+def strip_name(clip: Path) -> str:
+    """A file name for a clip's strip, stable across runs and distinct for distinct paths."""
+    digest = hashlib.sha1(os.path.abspath(clip).encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in clip.stem)[:40]
+    return f"{safe}-{digest}.jpg"
+
+
+def clip_captioning(config: Config, inputs: Sequence[str | os.PathLike], out_dir: Path | None) -> Captioning:
+    """Video files and frame folders (``find_clips``), read as the feature store reads clips
+    (``data.num_frames`` sampled from each as in training). Each entry also has the clip's
+    ``notes`` (padding, replaced frames) and, with ``out_dir``, its frame ``strip``."""
+    d = config.data
+
+    def details(clip: Path, batch, j: int) -> dict:
+        entry = {"notes": batch.notes.get(j, "")}
+        if entry["notes"]:
+            tqdm.write(entry["notes"], file=sys.stderr)
+        if out_dir:
+            frames, _ = read_frames(clip, d.num_frames, mode=d.frame_sampling, fps=d.fps, source_fps=d.source_fps,
+                                    size=STRIP_HEIGHT, max_pixels=d.max_pixels)              # [T, h, w, 3]
+            entry["strip"] = f"strips/{strip_name(clip)}"
+            write_strip(out_dir / entry["strip"], frames)
+        return entry
+
+    return Captioning(VIDEO_FORMAT, find_clips(inputs), details, write_video_gallery, header={"num_frames": d.num_frames})
+
+
 def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Path | None = None,
                   json_out: str | Path | None = None, decode: DecodeConfig | None = None,
                   batch_size: int = 32, num_workers: int = 2, device: str = "auto",
@@ -83,7 +183,6 @@ def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: st
     out_dir = Path(out_dir) if out_dir else None
     spec = replace(feature_spec(config), batch_size=batch_size, num_workers=num_workers)
     if spec.video:
-        from lrcn.video_caption import clip_captioning   # video_caption builds on this module
         how = clip_captioning(config, inputs, out_dir)
     else:
         how = image_captioning(inputs, out_dir, encoder, decoder, vocab)

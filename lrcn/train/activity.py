@@ -1,6 +1,5 @@
-"""LRCN activity recognition (Donahue et al. 2015, section 4): a CNN embeds every frame, an LSTM
-runs over time and predicts the clip's class at every step; the clip's prediction is the
-average of the per-step class probabilities.
+"""Training and testing LRCN activity recognition (the model: lrcn.models.activity; its reports:
+lrcn.report.activity). :func:`train_activity_run` does it all for a config (``lrcn activity``).
 
 Typical use, on frame features from the feature store (``lrcn.data.loaders.cached_features``)::
 
@@ -9,17 +8,12 @@ Typical use, on frame features from the feature store (``lrcn.data.loaders.cache
     train_activity(model, x, y, val=(val_x, val_y), epochs=30, writer=writer)
     result = evaluate_activity(model, test_x, test_y, classes, out_dir=run_dir, writer=writer)
     result.accuracy, result.confusion          # confusion.png and activity_test.json in run_dir
-
-With a ``frame_encoder`` (an ``ImageEncoder`` with trainable blocks, or any module mapping
-images [N, 3, S, S] to [N, D]), the model takes frames [B, T, 3, S, S] instead and runs the CNN
-over all B x T frames in one batched forward, end to end.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -29,41 +23,16 @@ from torch.nn import functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from lrcn.errors import DataError, TrainingError
-from lrcn.io import atomic_path, write_json
-from lrcn.models.temporal import FrameDeltas
+from lrcn.config import Config, save_config
+from lrcn.data.loaders import cached_features, load_samples, split
+from lrcn.data.records import Sample
+from lrcn.errors import ConfigError, DataError, TrainingError
+from lrcn.io import write_json
+from lrcn.models.activity import ActivityLRCN
+from lrcn.models.factory import config_encoder, frame_delta_args
+from lrcn.report.activity import ActivityResult, confusion_matrix, plot_confusion, save_confusion
+from lrcn.run import resolve_device
 from lrcn.train.checkpoint import load_checkpoint, save_checkpoint
-
-
-class ActivityLRCN(nn.Module):
-    """Frames or frame features [B, T, ...] -> per-step class logits [B, T, C]."""
-
-    def __init__(self, feature_dim: int, num_classes: int, hidden_dim: int = 256, dropout: float = 0.5,
-                 frame_encoder: nn.Module | None = None, delta_dims: int = 0, delta_gain: float = 1.0):
-        super().__init__()
-        self.num_classes = num_classes
-        self.frame_encoder = frame_encoder
-        self.dropout = nn.Dropout(dropout)
-        self.deltas = FrameDeltas(delta_dims, delta_gain)       # motion: see lrcn.models.temporal.FrameDeltas
-        self.lstm = nn.LSTM(feature_dim + delta_dims, hidden_dim, batch_first=True)
-        self.classifier = nn.Linear(hidden_dim, num_classes)
-
-    def frame_features(self, clips: Tensor) -> Tensor:
-        """Frames [B, T, 3, S, S] -> [B, T, D] through the frame encoder (one forward over B*T
-        frames); frame features [B, T, D] pass unchanged when there is no frame encoder."""
-        if self.frame_encoder is None:
-            return clips
-        B, T = clips.shape[:2]
-        return self.frame_encoder(clips.flatten(0, 1)).view(B, T, -1)
-
-    def forward(self, clips: Tensor) -> Tensor:
-        """-> per-step class logits [B, T, C]."""
-        y, _ = self.lstm(self.dropout(self.deltas(self.frame_features(clips))))     # [B, T, H]
-        return self.classifier(self.dropout(y))
-
-    def predict_proba(self, clips: Tensor) -> Tensor:
-        """Clip class probabilities [B, C]: the per-step softmax averaged over the clip."""
-        return F.softmax(self(clips).float(), dim=-1).mean(dim=1)
 
 
 def activity_loss(logits: Tensor, labels: Tensor) -> Tensor:
@@ -86,68 +55,6 @@ def labels_from_samples(samples, key: str = "label", classes: Sequence[str] | No
         raise DataError(f"sample {unknown.id}: label {unknown.meta[key]!r} is not one of the {len(names)} "
                         f"training classes ({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
     return torch.tensor([index[str(s.meta[key])] for s in samples], dtype=torch.long), names
-
-
-# ----------------------------------------------------------------------------- metrics
-
-def confusion_matrix(predictions: Tensor, labels: Tensor, num_classes: int) -> Tensor:
-    """[C, C] counts: row = true class, column = predicted class."""
-    flat = labels.long() * num_classes + predictions.long()
-    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
-
-
-def plot_confusion(confusion: Tensor, class_names: Sequence[str], title: str = "confusion matrix"):
-    """A matplotlib Figure of the row-normalised confusion matrix, with the counts written in."""
-    from matplotlib.figure import Figure   # an optional dependency (lrcn[dev]), needed for the plot only
-
-    counts = confusion.double()
-    rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
-    C = len(class_names)
-    side = max(4.0, 0.5 * C + 2.0)
-    fig = Figure(figsize=(side + 1.0, side))
-    ax = fig.add_subplot()
-    image = ax.imshow(rates.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
-    ax.set_xticks(range(C), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(C), class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    if C <= 30:
-        for i in range(C):
-            for j in range(C):
-                ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=8,
-                        color="white" if rates[i, j] > 0.5 else "black")
-    fig.tight_layout()
-    return fig
-
-
-def save_confusion(confusion: Tensor, class_names: Sequence[str], path: str | os.PathLike,
-                   title: str = "confusion matrix") -> Path:
-    """Write the confusion matrix plot as a PNG (atomically)."""
-    fig = plot_confusion(confusion, class_names, title)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return Path(path)
-
-
-@dataclass
-class ActivityResult:
-    accuracy: float                   # clip accuracy (per-step probabilities averaged over the clip)
-    frame_accuracy: float             # accuracy of the individual per-step predictions
-    confusion: Tensor                 # [C, C], row = true class
-    class_names: list[str]
-    predictions: list[int] = field(default_factory=list)
-
-    @property
-    def per_class_accuracy(self) -> dict[str, float]:
-        totals = self.confusion.sum(dim=1).clamp(min=1)
-        return {name: float(self.confusion[i, i] / totals[i]) for i, name in enumerate(self.class_names)}
-
-    def to_dict(self) -> dict:
-        return {"accuracy": self.accuracy, "frame_accuracy": self.frame_accuracy,
-                "per_class_accuracy": self.per_class_accuracy, "class_names": self.class_names,
-                "confusion": self.confusion.tolist(), "predictions": self.predictions}
 
 
 @torch.inference_mode()
@@ -278,3 +185,31 @@ def load_activity(path: str | os.PathLike, device: str | torch.device = "cpu") -
                          delta_dims=ckpt.get("delta_dims", 0), delta_gain=ckpt.get("delta_gain", 1.0))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), list(ckpt["class_names"])
+
+
+def train_activity_run(config: Config, progress: bool = True) -> tuple[Path, ActivityResult]:
+    """Train an activity LSTM on the train split (keeping the best epoch by val accuracy when there
+    is a val split) and evaluate it on test; returns the output folder and the test result."""
+    if config.data.modality != "video":
+        raise ConfigError(f"lrcn activity classifies clips; data.modality is {config.data.modality!r}, set it to video")
+    out_dir = Path(config.train.runs_dir) / config.name
+    device = resolve_device(config.train.device)
+    samples = load_samples(config)
+    labels_from_samples(samples)                    # every clip labelled, before any extraction
+    encoder = config_encoder(config)                # as `lrcn train` builds it: the feature stores are shared
+    parts: dict[str, tuple[torch.Tensor, list[Sample]]] = {}
+    for name in ("train", "val", "test"):
+        if name == "val" and not any(s.split == "val" for s in samples):
+            continue
+        # frame features [N, T, D] from the store `lrcn train` / `lrcn evaluate` use for the same split
+        parts[name] = cached_features(config, split(samples, name), encoder, device, progress)
+    _, classes = labels_from_samples(parts["train"][1])
+    data = {name: (x, labels_from_samples(kept, classes=classes)[0]) for name, (x, kept) in parts.items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, out_dir / "config.yaml")
+    t = config.train
+    result = run_activity(data["train"], data.get("val"), data["test"], classes, out_dir,
+                          hidden_dim=config.decoder.hidden_dim, dropout=config.decoder.dropout, epochs=t.epochs,
+                          batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay, seed=t.seed, device=device,
+                          progress=progress, **frame_delta_args(config, parts["train"][0].shape[-1]))
+    return out_dir, result

@@ -1,8 +1,8 @@
-"""Baselines that put a captioner's scores in context."""
+"""Baselines that put a captioner's scores in context: captions chosen without a caption model
+(``lrcn baseline`` scores them, lrcn.commands.evaluate)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from lrcn.data.records import Sample
 from lrcn.errors import ConfigError, DataError
-from lrcn.metrics import CiderD, Scores, save_scores, score, write_results
+from lrcn.metrics import CiderD
 
 
 def consensus_caption(references: Mapping[str, Sequence[str]], max_candidates: int = 500, max_images: int = 500,
@@ -83,35 +83,3 @@ BASELINES = {"blind": "the most consensual training caption, the same for every 
 def baseline_name(kind: str, k: int = 1) -> str:
     """File-name label of a baseline: blind, nn, nn-k5."""
     return kind if kind == "blind" or k == 1 else f"{kind}-k{k}"
-
-
-def run_baseline(run_dir: str | Path, split: str = "val", kind: str = "nn", k: int = 1, backend: str = "fast",
-                 device: str = "auto", progress: bool = True) -> tuple[Scores, dict[str, str]]:
-    """Caption ``split`` with a baseline built from the run's training split (``kind`` in
-    ``BASELINES``) and score it; writes results_<split>_<name>.json, per_image_<split>_<name>.json
-    and metrics_<split>_<name>.json/.md into the run folder, as ``lrcn evaluate`` does. The
-    nearest-neighbour baseline uses the run's pretrained encoder features (its feature store)."""
-    from lrcn.data.loaders import cached_features, load_samples, split as split_of
-    from lrcn.inference import build_models
-    from lrcn.run import Run, resolve_device
-
-    if kind not in BASELINES:
-        raise ConfigError(f"unknown baseline {kind!r}; choose one of {sorted(BASELINES)}")
-    run = Run.open(run_dir)
-    config = run.config()
-    samples = load_samples(config)
-    train, queries = split_of(samples, "train"), split_of(samples, split)
-    if kind == "blind":
-        caption = consensus_caption({s.id: s.captions for s in train})
-        candidates = {s.id: caption for s in queries}
-    else:
-        dev = resolve_device(device)
-        encoder, _ = build_models(config, vocab_size=len(run.vocab()))   # pretrained weights, as cached
-        train_x, train = cached_features(config, train, encoder, dev, progress)
-        query_x, queries = cached_features(config, queries, encoder, dev, progress)
-        candidates = dict(zip((s.id for s in queries), nearest_neighbour_captions(train_x, train, query_x, k)))
-    scores = score(candidates, {s.id: s.captions for s in queries}, backend=backend)
-    name = f"{split}_{baseline_name(kind, k)}"
-    write_results(run.dir / f"results_{name}.json", candidates)
-    save_scores(run.dir, name, scores)
-    return scores, candidates
