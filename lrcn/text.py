@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 from nltk.tokenize import TreebankWordTokenizer
 
 from lrcn.errors import CheckpointError
+from lrcn.io import write_json
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)  # ids 0, 1, 2, 3
@@ -83,7 +84,6 @@ class Vocabulary:
         return cls(data["words"])
 
     def save(self, path: str | os.PathLike) -> None:
-        from lrcn.io import write_json
         write_json(path, self.to_json(), indent=None)
 
     @classmethod

@@ -218,7 +218,7 @@ def read_coco_captions(annotation_json: str | os.PathLike, image_root: str | os.
 
     Image paths are ``image_root / file_name``. Images without captions are skipped with a warning.
     """
-    from pycocotools.coco import COCO
+    from pycocotools.coco import COCO   # imported only when COCO annotations are read
 
     annotation_json = Path(annotation_json)
     data = read_json(annotation_json, "COCO annotation file")

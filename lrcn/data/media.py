@@ -91,7 +91,7 @@ def _cmyk(im: Image.Image) -> Image.Image:
     """CMYK through its embedded ICC profile when it has one (print profiles), else PIL's formula."""
     icc = im.info.get("icc_profile")
     if icc:
-        from PIL import ImageCms
+        from PIL import ImageCms   # loads littlecms: only for the rare CMYK image with a profile
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
             return ImageCms.profileToProfile(im, source, ImageCms.createProfile("sRGB"), outputMode="RGB")

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Iterable
 
 from lrcn.errors import DataError
+from lrcn.io import write_json
+from lrcn.text import tokenize
 
 SPLITS = ("train", "val", "test")
 # keys write_karpathy sets itself; a sample's meta (e.g. an old "imgid") never overrides them
@@ -105,9 +107,6 @@ def read_karpathy(json_path: str | os.PathLike, image_root: str | os.PathLike | 
 def write_karpathy(json_path: str | os.PathLike, name: str, samples: Iterable[Sample],
                    image_root: str | os.PathLike) -> None:
     """Write samples as a Karpathy split JSON whose paths are relative to ``image_root``."""
-    from lrcn.io import write_json
-    from lrcn.text import tokenize
-
     json_path = Path(json_path)
     root = os.path.abspath(image_root)
     images, sentid = [], 0

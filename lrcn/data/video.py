@@ -236,7 +236,7 @@ def _read_folder(folder: Path, num_frames: int, mode: str, fps: float | None, so
 
 def _av():
     try:
-        import av
+        import av   # optional (lrcn[video]): needed for video files only, frame folders work without it
     except ImportError:
         raise MediaError("reading video files needs PyAV: pip install 'lrcn[video]' (or pip install av); "
                          "folders of frames work without it") from None

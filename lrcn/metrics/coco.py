@@ -19,7 +19,8 @@ Result = tuple[dict[str, float], dict[str, np.ndarray]]
 
 
 def spice_unavailable() -> str | None:
-    """Why SPICE cannot run here, or None if it can (java plus the jar and its Stanford models)."""
+    """Why SPICE cannot run here, or None if it can (java plus the jar and its Stanford models).
+    pycocoevalcap (optional, the reference backend) is imported where used, here and below."""
     if not java_available():
         return "java not found on PATH"
     import pycocoevalcap.spice.spice as spice_module

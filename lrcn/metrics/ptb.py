@@ -73,7 +73,7 @@ def _drop_punctuation(line: str) -> str:
 
 
 def corenlp_jar() -> Path:
-    """The CoreNLP 3.4.1 jar inside the installed pycocoevalcap."""
+    """The CoreNLP 3.4.1 jar inside the installed pycocoevalcap (optional: imported where used)."""
     import pycocoevalcap.tokenizer.ptbtokenizer as ptb_module
     return Path(ptb_module.__file__).resolve().parent / _JAR_NAME
 
