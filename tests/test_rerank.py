@@ -1,15 +1,22 @@
 """Consensus re-ranking: neighbours by cosine, candidates ordered by mean CIDEr-D against the
 neighbours' captions with the training set's document frequencies, wired into decoding configs."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_overrides
+from lrcn.cli import main
+
 from lrcn.decoding import DecodeConfig
+from lrcn.decoding.batch import caption_features
 from lrcn.decoding.rerank import ConsensusReranker, nearest, pooled
 from lrcn.errors import ConfigError
-from lrcn.decoding.batch import caption_features
 from lrcn.metrics import CiderD
+from lrcn.run import Run
 
 TRAIN_CAPTIONS = [
     ["a dog runs on the grass", "a brown dog running in a field", "the dog runs through green grass"],
@@ -95,3 +102,38 @@ def test_rerank_settings_are_validated_and_named():
         DecodeConfig(beam_size=1, rerank=3)
     with pytest.raises(ConfigError, match="decode.rerank"):
         DecodeConfig(beam_size=3, rerank=-1)
+
+
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+
+
+def test_the_flickr8k_recipe_runs_end_to_end_on_the_shapes_data(tiny_shapes, tmp_path):
+    """experiments/flickr8k_mini_best.yaml and _scst.yaml as written (EfficientNet-Lite2, mirror-averaged
+    features, weight averaging, then self-critical training), only data and sizes shrunk, then the
+    recipe's decoding: beam search re-ranked by the nearest training images' captions."""
+    runs = tmp_path / "runs"
+    small = dict(o.split("=", 1) for o in tiny_overrides(tiny_shapes, runs))
+    small.pop("decoder.dropout")                                # the recipe's own
+    stage1 = {**small, "name": "best", "train.epochs": 3}
+    assert main(["-q", "train", str(EXPERIMENTS / "flickr8k_mini_best.yaml"), *sets(stage1)]) == 0
+    best = Run.open(runs / "best")
+    assert (best.config().encoder.name, best.config().encoder.flip_average, best.config().train.ema) == \
+        ("efficientnet_lite2", True, 0.99)
+    assert "average" in best.checkpoint("last")                 # the averaged weights are resumable
+    stage2 = {**small, "name": "best-scst", "train.epochs": 1, "train.init_from": runs / "best",
+              "train.scst_samples": 2}
+    assert main(["-q", "train", str(EXPERIMENTS / "flickr8k_mini_best_scst.yaml"), *sets(stage2)]) == 0
+    assert Run.open(runs / "best-scst").config().train.loss == "scst"
+    out = tmp_path / "scores.json"
+    assert main(["-q", "evaluate", str(runs / "best-scst"), "--split", "test", "--beam", "4", "--rerank", "3",
+                 "--json", str(out)]) == 0
+    assert (runs / "best-scst" / "results_test_beam4-rerank3.json").exists()
+    assert 0 <= json.loads(out.read_text())["CIDEr"] <= 10
+    # an ensemble re-ranks too, its neighbours found with the first member's features
+    assert main(["-q", "evaluate", str(runs / "best-scst"), "--ensemble", str(runs / "best"), "--split", "test",
+                 "--beam", "4", "--rerank", "3"]) == 0
+    assert (runs / "best-scst" / "results_test_beam4-rerank3-ens2.json").exists()
+
+
+def sets(values: dict) -> list[str]:
+    return [arg for k, v in values.items() for arg in ("--set", f"{k}={v}")]

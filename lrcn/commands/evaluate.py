@@ -96,14 +96,14 @@ def evaluate_ensemble(run_dirs: Sequence[str | Path], split: str = "test", decod
     runs = [Run.open(d) for d in run_dirs]
     dev = resolve_device(device)
     vocab = runs[0].vocab()
-    decoders, features, kept = [], [], None
+    decoders, features, kept, first = [], [], None, None
     for run in runs:
         config, run_vocab, encoder, decoder = load_models(run, which, dev)
+        config = run_feature_config(run, config)
+        first = first or (run, config, encoder)                 # its features find the reranker's neighbours
         if run_vocab.words != vocab.words:
             raise CheckpointError(f"{run.dir} has another vocabulary than {runs[0].dir}; ensemble members "
                                   f"must be trained on the same data with the same data.min_word_count")
-        if config.encoder.trainable_blocks > 0:
-            config.data.feature_dir = str(run.dir / "features")
         samples = split_of(load_samples(config), split)
         x, samples = cached_features(config, samples, encoder, dev, progress)
         rows = {s.id: n for n, s in enumerate(samples)}
@@ -113,7 +113,11 @@ def evaluate_ensemble(run_dirs: Sequence[str | Path], split: str = "test", decod
     x = torch.cat([f[[rows[s.id] for s in kept]] for f, rows in features], dim=1)   # [N, D_1 + ... + D_M]
     ensemble = Ensemble(decoders, [f.shape[1] for f, _ in features]).to(dev).eval()
     decode = decode or decode_config(runs[0].config())
-    hyps = caption_features(ensemble, x, vocab, decode, device=dev)
+    run, config, encoder = first
+    reranker = training_reranker(run, config, encoder, decode.rerank, dev, progress)
+    f, rows = features[0]
+    hyps = caption_features(ensemble, x, vocab, decode, device=dev, reranker=reranker,
+                            rerank_features=f[[rows[s.id] for s in kept]])
     candidates = {s.id: vocab.decode(h[0].tokens) for s, h in zip(kept, hyps)}
     return save_results(runs[0], f"{split}_{decode.label}-ens{len(runs)}", candidates, kept, backend)
 

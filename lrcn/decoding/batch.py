@@ -23,9 +23,12 @@ def autocast(device: torch.device, enabled: bool):
 @torch.inference_mode()
 def caption_features(decoder: StepModel, features: torch.Tensor, vocab: Vocabulary, decode: DecodeConfig,
                      batch_size: int = 256, device: torch.device = torch.device("cpu"), bf16: bool = False,
-                     reranker: ConsensusReranker | None = None) -> list[list[Hypothesis]]:
+                     reranker: ConsensusReranker | None = None,
+                     rerank_features: torch.Tensor | None = None) -> list[list[Hypothesis]]:
     """n-best hypotheses for each row of ``features`` (decoded in batches on ``device``). With a
-    ``reranker`` (``decode.rerank``), every candidate of the search is re-ordered by consensus first."""
+    ``reranker`` (``decode.rerank``), every candidate of the search is re-ordered by consensus first,
+    the neighbours found by ``rerank_features`` (default ``features``: those the reranker's training
+    features come from; an ensemble passes its first member's)."""
     decoder.eval()
     search = dataclasses.replace(decode, n_best=max(decode.n_best, decode.beam_size)) if reranker else decode
     out: list[list[Hypothesis]] = []
@@ -34,6 +37,7 @@ def caption_features(decoder: StepModel, features: torch.Tensor, vocab: Vocabula
             out += generate(decoder, chunk.to(device), search, bos=vocab.start, eos=vocab.end, unk=vocab.unk,
                             pad=vocab.pad)
     if reranker is not None:
-        orders = reranker.order(features, [[vocab.decode(h.tokens) for h in nbest] for nbest in out])
+        queries = features if rerank_features is None else rerank_features
+        orders = reranker.order(queries, [[vocab.decode(h.tokens) for h in nbest] for nbest in out])
         out = [[nbest[j] for j in order[:decode.n_best]] for nbest, order in zip(out, orders)]
     return out
