@@ -108,31 +108,31 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 
 def test_the_flickr8k_recipe_runs_end_to_end_on_the_shapes_data(tiny_shapes, tmp_path):
-    """experiments/flickr8k_mini_best.yaml and _scst.yaml as written (EfficientNet-Lite2, mirror-averaged
-    features, weight averaging, then self-critical training), only data and sizes shrunk, then the
-    recipe's decoding: beam search re-ranked by the nearest training images' captions."""
+    """experiments/flickr8k_mini_best.yaml as written (EfficientNet-Lite2, mirror-averaged features,
+    weight averaging, beam search re-ranked by the nearest training images' captions), only data
+    and sizes shrunk; then a self-critical stage from it, and an ensemble that re-ranks too."""
     runs = tmp_path / "runs"
     small = dict(o.split("=", 1) for o in tiny_overrides(tiny_shapes, runs))
     small.pop("decoder.dropout")                                # the recipe's own
-    stage1 = {**small, "name": "best", "train.epochs": 3}
-    assert main(["-q", "train", str(EXPERIMENTS / "flickr8k_mini_best.yaml"), *sets(stage1)]) == 0
+    assert main(["-q", "train", str(EXPERIMENTS / "flickr8k_mini_best.yaml"),
+                 *sets({**small, "name": "best", "train.epochs": 3})]) == 0
     best = Run.open(runs / "best")
-    assert (best.config().encoder.name, best.config().encoder.flip_average, best.config().train.ema) == \
-        ("efficientnet_lite2", True, 0.99)
+    config = best.config()
+    assert (config.encoder.name, config.encoder.flip_average, config.train.ema) == ("efficientnet_lite2", True, 0.99)
+    assert (config.decode.beam_size, config.decode.rerank) == (20, 10)
     assert "average" in best.checkpoint("last")                 # the averaged weights are resumable
-    stage2 = {**small, "name": "best-scst", "train.epochs": 1, "train.init_from": runs / "best",
-              "train.scst_samples": 2}
-    assert main(["-q", "train", str(EXPERIMENTS / "flickr8k_mini_best_scst.yaml"), *sets(stage2)]) == 0
-    assert Run.open(runs / "best-scst").config().train.loss == "scst"
     out = tmp_path / "scores.json"
-    assert main(["-q", "evaluate", str(runs / "best-scst"), "--split", "test", "--beam", "4", "--rerank", "3",
+    assert main(["-q", "evaluate", str(runs / "best"), "--split", "test", "--beam", "4", "--rerank", "3",
                  "--json", str(out)]) == 0
-    assert (runs / "best-scst" / "results_test_beam4-rerank3.json").exists()
+    assert (runs / "best" / "results_test_beam4-rerank3.json").exists()
     assert 0 <= json.loads(out.read_text())["CIDEr"] <= 10
+    scst = {**small, "name": "scst", "train.epochs": 1, "train.init_from": runs / "best", "train.scst_samples": 2,
+            "encoder.name": "efficientnet_lite2", "encoder.flip_average": True}
+    assert main(["-q", "train", str(EXPERIMENTS / "flickr8k_mini_scst.yaml"), *sets(scst)]) == 0
     # an ensemble re-ranks too, its neighbours found with the first member's features
-    assert main(["-q", "evaluate", str(runs / "best-scst"), "--ensemble", str(runs / "best"), "--split", "test",
+    assert main(["-q", "evaluate", str(runs / "scst"), "--ensemble", str(runs / "best"), "--split", "test",
                  "--beam", "4", "--rerank", "3"]) == 0
-    assert (runs / "best-scst" / "results_test_beam4-rerank3-ens2.json").exists()
+    assert (runs / "scst" / "results_test_beam4-rerank3-ens2.json").exists()
 
 
 def sets(values: dict) -> list[str]:
