@@ -119,7 +119,7 @@ def test_the_flickr8k_recipe_runs_end_to_end_on_the_shapes_data(tiny_shapes, tmp
     best = Run.open(runs / "best")
     config = best.config()
     assert (config.encoder.name, config.encoder.flip_average, config.train.ema) == ("efficientnet_lite2", True, 0.99)
-    assert (config.decode.beam_size, config.decode.rerank) == (20, 10)
+    assert (config.decode.beam_size, config.decode.rerank) == (30, 10)
     assert "average" in best.checkpoint("last")                 # the averaged weights are resumable
     out = tmp_path / "scores.json"
     assert main(["-q", "evaluate", str(runs / "best"), "--split", "test", "--beam", "4", "--rerank", "3",
