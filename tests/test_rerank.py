@@ -137,3 +137,12 @@ def test_the_flickr8k_recipe_runs_end_to_end_on_the_shapes_data(tiny_shapes, tmp
 
 def sets(values: dict) -> list[str]:
     return [arg for k, v in values.items() for arg in ("--set", f"{k}={v}")]
+
+
+def test_nearest_in_chunks_equals_one_matrix(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    train, query = torch.randn(50, 8, generator=g), torch.randn(23, 8, generator=g)
+    whole = nearest(train, query, 4)
+    monkeypatch.setattr("lrcn.decoding.rerank.QUERY_CHUNK", 5)
+    assert torch.equal(nearest(train, query, 4), whole) and whole.shape == (23, 4)
+    assert nearest(train, query[:0], 4).shape == (0, 4)

@@ -7,10 +7,10 @@ from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from lrcn.data.records import Sample
-from lrcn.errors import ConfigError, DataError
+from lrcn.errors import DataError
+from lrcn.decoding.rerank import nearest
 from lrcn.metrics import CiderD
 
 
@@ -58,21 +58,15 @@ def nearest_neighbour_captions(train_features: Tensor, train_samples: Sequence[S
     are closest by cosine similarity, and of their captions the most consensual (``most_consensual``).
     With ``k=1`` that is the most consensual caption of the single nearest training image, with
     document frequencies over the whole training set; with ``k>1`` the captions of the ``k``
-    nearest images are pooled. Video features [N, T, D] are averaged over time first."""
+    nearest images are pooled. Video features [N, T, D] are averaged over time first, grids over space
+    (``lrcn.decoding.rerank.nearest``)."""
     if len(train_features) != len(train_samples):
         raise ValueError(f"{len(train_features)} training feature rows for {len(train_samples)} samples")
-    if not 1 <= k <= len(train_samples):
-        raise ConfigError(f"k={k} nearest neighbours: choose 1 to {len(train_samples)} (the training images)")
-    if train_features.dim() == 3:                                   # video: [N, T, D] -> [N, D]
-        train_features, query_features = train_features.mean(1), query_features.mean(1)
-    train = F.normalize(train_features.float(), dim=-1)             # [N, D]
-    query = F.normalize(query_features.float(), dim=-1)             # [Q, D]
-    similarity = query @ train.T                                     # [Q, N]
+    rows = nearest(train_features, query_features, k).tolist()          # [Q][k]
     if k == 1:
         consensus = most_consensual([s.captions for s in train_samples])
-        return [consensus[i] for i in similarity.argmax(dim=1).tolist()]
-    nearest = similarity.topk(k, dim=1).indices.tolist()            # [Q][k]
-    return most_consensual([[c for i in row for c in train_samples[i].captions] for row in nearest])
+        return [consensus[row[0]] for row in rows]
+    return most_consensual([[c for i in row for c in train_samples[i].captions] for row in rows])
 
 
 # kind -> what it gives each image (`lrcn baseline --kind`)

@@ -17,11 +17,14 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from lrcn.errors import ConfigError
 from lrcn.metrics import CiderD
+
+QUERY_CHUNK = 256     # queries whose similarities to every training image are held at once
 
 
 def pooled(features: Tensor) -> Tensor:
@@ -37,7 +40,10 @@ def nearest(train_features: Tensor, query_features: Tensor, k: int) -> Tensor:
         raise ConfigError(f"k={k} nearest neighbours: choose 1 to {len(train_features)} (the training images)")
     train = F.normalize(pooled(train_features).float(), dim=-1)       # [N, D]
     query = F.normalize(pooled(query_features).float(), dim=-1)       # [Q, D]
-    return (query @ train.T).topk(k, dim=1).indices
+    if not len(query):
+        return torch.zeros(0, k, dtype=torch.long)
+    # a few hundred queries at a time: [Q, N] similarities of COCO's 113k training images would need gigabytes
+    return torch.cat([(rows @ train.T).topk(k, dim=1).indices for rows in query.split(QUERY_CHUNK)])
 
 
 class ConsensusReranker:
