@@ -30,7 +30,7 @@ from lrcn.data.features import MODALITIES
 from lrcn.data.video import SAMPLERS
 from lrcn.errors import ConfigError
 from lrcn.io import write_text
-from lrcn.models.encoders import ENCODERS, FEATURE_KINDS
+from lrcn.models.encoders import ENCODERS, FEATURE_KINDS, feature_problems
 from lrcn.models.registry import DECODERS, VIDEO_DECODERS, build_decoder
 from lrcn.models.temporal import FRAME_DELTAS
 from lrcn.train.losses import ADVANTAGES, LOSSES, PICKS, schedule_problems
@@ -155,18 +155,11 @@ def _modality(config: Config) -> list[str]:
 
 
 def _features(config: Config) -> list[str]:
-    """What the encoder gives and what reads it: the attention map belongs to pooled features (a grid
-    keeps every position; averaging with the mirror image would blur its left and right), a grid
-    size to grids, and concept detectors to images."""
-    e, problems = config.encoder, []
-    if e.attention_map and e.features == "grid":
-        problems.append("encoder.attention_map applies to pooled features; encoder.features=grid keeps every "
-                        "position already: set one of them to its default")
-    if e.attention_map and e.flip_average:
-        problems.append("encoder.flip_average averages an image with its mirror image, which would blur "
-                        "encoder.attention_map's left and right; use one or the other")
-    if e.grid_size and e.features != "grid":
-        problems.append(f"encoder.grid_size={e.grid_size} pools a grid; it needs encoder.features=grid")
+    """What the encoder gives (lrcn.models.encoders.feature_problems; an unknown encoder.features is
+    reported by the names check) and what reads it: concept detectors read images."""
+    e = config.encoder
+    problems = feature_problems(e.features, e.attention_map, e.flip_average, e.grid_size) \
+        if e.features in FEATURE_KINDS else []
     if config.decoder.concepts and config.data.modality != "image":
         problems.append("decoder.concepts detects the words of an image; it needs data.modality: image")
     return problems

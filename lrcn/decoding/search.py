@@ -48,7 +48,7 @@ State = tuple[Tensor, ...]
 class StepModel(Protocol):
     """What decoding needs of a model. A model may also offer ``reusing_outputs()``, a context
     manager within which each step's log-probs need to stay valid only until the next step
-    (lrcn's decoders then reuse their memory; see ``CaptionDecoder.reusing_outputs``): every
+    (lrcn's decoders then reuse their memory; see ``lrcn.models.fast_step.FastStep.reusing_outputs``): every
     strategy here enters it."""
 
     def init_state(self, features: Any) -> State: ...

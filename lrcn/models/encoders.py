@@ -282,6 +282,26 @@ ENCODERS: dict[str, EncoderSpec] = {
 
 # ----------------------------------------------------------------------------- encoder
 
+def feature_problems(features: str, attention_map: int, flip_average: bool, grid_size: int) -> list[str]:
+    """What is wrong with a combination of feature options, each problem naming its keys; checked by
+    lrcn.config.validate and :class:`ImageEncoder`. The attention map belongs to pooled features (a
+    grid keeps every position; averaging with the mirror image would blur its left and right), a
+    grid size to grids."""
+    if features not in FEATURE_KINDS:
+        return [f"encoder.features={features!r}: choose pooled (one vector per image) or grid "
+                f"(a vector per region, for attention decoders)"]
+    problems = []
+    if attention_map and features == "grid":
+        problems.append("encoder.attention_map applies to pooled features; encoder.features=grid keeps every "
+                        "position already: set one of them to its default")
+    if attention_map and flip_average:
+        problems.append("encoder.flip_average averages an image with its mirror image, which would blur "
+                        "encoder.attention_map's left and right; use one or the other")
+    if grid_size and features != "grid":
+        problems.append(f"encoder.grid_size={grid_size} pools a grid; it needs encoder.features=grid")
+    return problems
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
@@ -310,19 +330,12 @@ class ImageEncoder(nn.Module):
             raise ConfigError(f"encoder.attention_map={attention_map!r}: the side of the attention map, "
                               f"0 (none) or a positive integer such as 6")
         self.attention_map = attention_map    # > 0: features also say *where* (see `forward`)
-        if flip_average and attention_map:
-            raise ConfigError("encoder.flip_average averages an image with its mirror image, which would "
-                              "blur encoder.attention_map's left and right; use one or the other")
-        self.flip_average = flip_average      # features: the mean of the image's and its mirror image's
-        if features not in FEATURE_KINDS:
-            raise ConfigError(f"encoder.features={features!r}: choose pooled (one vector per image) or grid "
-                              f"(a vector per region, for attention decoders)")
-        if features == "grid" and attention_map:
-            raise ConfigError("encoder.attention_map applies to pooled features; a grid keeps every position already")
         if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 0:
             raise ConfigError(f"encoder.grid_size={grid_size!r}: 0 (the backbone's own grid) or a positive side")
-        if grid_size and features != "grid":
-            raise ConfigError("encoder.grid_size pools a grid; it needs encoder.features=grid")
+        problems = feature_problems(features, attention_map, flip_average, grid_size)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        self.flip_average = flip_average      # features: the mean of the image's and its mirror image's
         self.features, self.grid_size = features, grid_size   # grid_size G > 0: the grid average-pooled to G x G
         self.out_dim += attention_map ** 2
         self.image_size = preprocess.image_size
