@@ -104,15 +104,15 @@ def load_models(run: Run, which: str = "best", device: str | torch.device = "cpu
     return config, vocab, encoder.to(device).eval(), decoder.to(device).eval()
 
 
-def training_reranker(run: Run, config: Config, encoder: ImageEncoder, k: int, device: torch.device,
+def training_reranker(run: Run, config: Config, encoder: ImageEncoder, decode: DecodeConfig, device: torch.device,
                       progress: bool = True) -> ConsensusReranker | None:
-    """The consensus reranker of ``decode.rerank=k`` (None for 0): the run's training images' features
-    (from the feature store, extracted once) and captions."""
-    if not k:
+    """The consensus reranker of ``decode.rerank`` / ``decode.rerank_metric`` (None for rerank 0):
+    the run's training images' features (from the feature store, extracted once) and captions."""
+    if not decode.rerank:
         return None
     train = split_of(load_samples(config), "train")
     features, train = cached_features(run_feature_config(run, config), train, encoder, device, progress)
-    return ConsensusReranker(features, [s.captions for s in train], k)
+    return ConsensusReranker(features, [s.captions for s in train], decode.rerank, metric=decode.rerank_metric)
 
 
 def run_feature_config(run: Run, config: Config) -> Config:

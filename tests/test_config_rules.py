@@ -121,6 +121,8 @@ CASES = [
     (["decode.strategy=nucleus"], "decode.strategy"),
     (["decode.suppress_tokens=[a]"], "decode.suppress_tokens"),
     (["decode.beams=3"], "decode.beams"),
+    (["decode.rerank=-1"], "decode.rerank"),
+    (["decode.rerank=3", "decode.rerank_metric=clip"], "decode.rerank_metric"),
 ]
 
 
@@ -154,7 +156,7 @@ def test_each_case_is_valid_without_its_bad_value(big_dataset):
                "decoder.kind=mean+show_and_tell", "train.scheduled_sampling=linear",
                "train.scheduled_sampling=exponential", "train.loss=scst", "train.scst_baseline=mean",
                "decode.strategy=greedy", "data.modality=video", "encoder.features=grid",
-               "encoder.flip_average=true"}
+               "encoder.flip_average=true", "decode.rerank=3"}
     for overrides, _ in CASES:
         given = overrides[:-1]
         assert set(given) <= helpers

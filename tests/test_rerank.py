@@ -1,5 +1,6 @@
-"""Consensus re-ranking: neighbours by cosine, candidates ordered by mean CIDEr-D against the
-neighbours' captions with the training set's document frequencies, wired into decoding configs."""
+"""Consensus re-ranking: neighbours by cosine or by predicted captions, candidates ordered by mean
+CIDEr-D against the neighbours' captions with the training set's document frequencies, wired into
+decoding configs."""
 
 import json
 from pathlib import Path
@@ -13,7 +14,7 @@ from lrcn.cli import main
 
 from lrcn.decoding import DecodeConfig
 from lrcn.decoding.batch import caption_features
-from lrcn.decoding.rerank import ConsensusReranker, nearest, pooled
+from lrcn.decoding.rerank import CaptionSpace, ConsensusReranker, caption_vectors, nearest, pooled
 from lrcn.errors import ConfigError
 from lrcn.metrics import CiderD
 from lrcn.run import Run
@@ -95,8 +96,69 @@ def test_caption_features_reranks_every_candidate_of_the_search_and_keeps_n_best
     assert [len(nbest) for nbest in two] == [2, 2, 2] and two[0][0].tokens == [5]
 
 
+def test_caption_vectors_are_unit_tf_idf_rows_of_the_ngrams_two_images_share():
+    vectors = caption_vectors([["a dog runs", "a dog"], ["a dog sits"], ["a cat"]]).to_dense()
+    # n-grams in two or more images: "a" (3 images: idf log 1 = 0), "dog" and "a dog" (2: log 1.5)
+    assert vectors.shape == (3, 3)
+    assert torch.allclose(vectors.norm(dim=1), torch.tensor([1.0, 1.0, 0.0]))
+    first = sorted(vectors[0].tolist())
+    assert first == pytest.approx([0.0, 2 ** -0.5, 2 ** -0.5])          # dog x2, "a dog" x2: equal weights
+    assert torch.equal(vectors[0] > 0, vectors[1] > 0)
+
+
+def shifted_scenes(n_per_class: int, seed: int):
+    """Images of three kinds (dogs, bikes, children) whose features are dominated by something no
+    caption mentions (a scene's light, 8 large dimensions), the kind only a small signal (3 dims)."""
+    g = torch.Generator().manual_seed(seed)
+    kinds = torch.arange(3).repeat_interleave(n_per_class)
+    features = torch.cat([torch.nn.functional.one_hot(kinds, 3) * 0.5 + 0.05 * torch.randn(len(kinds), 3, generator=g),
+                          3 * torch.randn(len(kinds), 8, generator=g)], dim=1)
+    return features, kinds
+
+
+def test_caption_space_finds_the_images_whose_captions_match_where_feature_cosine_does_not():
+    features, kinds = shifted_scenes(50, seed=0)
+    captions = [TRAIN_CAPTIONS[int(k)] for k in kinds]
+    queries, query_kinds = shifted_scenes(5, seed=1)
+    space = CaptionSpace(features, captions)
+    by_captions = kinds[space.nearest(queries, 5)]                      # [15, 5] kinds of the neighbours
+    by_features = kinds[nearest(features, queries, 5)]
+    assert (by_captions == query_kinds[:, None]).all()
+    assert (by_features == query_kinds[:, None]).float().mean() < 0.5   # the light decides instead
+
+
+def test_caption_space_ranks_as_the_cosine_of_predicted_and_actual_caption_vectors():
+    features, kinds = shifted_scenes(10, seed=2)
+    captions = [TRAIN_CAPTIONS[int(k)][: 1 + n % 3] + [f"seen in scene {n}"] for n, k in enumerate(kinds)]
+    queries, _ = shifted_scenes(4, seed=3)
+    space = CaptionSpace(features, captions, ridge=0.5)
+    # the reference: predict centred caption vectors with the ridge solution, compare by cosine
+    x = torch.nn.functional.normalize((features - features.mean(0)).double(), dim=-1)
+    t = caption_vectors(captions).to_dense().double()
+    t = t - t.mean(0)
+    a = torch.linalg.solve(x.T @ x + 0.5 * torch.eye(x.shape[1], dtype=x.dtype), x.T @ t)
+    q = torch.nn.functional.normalize((queries - features.mean(0)).double(), dim=-1) @ a
+    cosine = torch.nn.functional.normalize(q, dim=-1) @ torch.nn.functional.normalize(t, dim=-1).T
+    assert torch.equal(space.nearest(queries, 6), cosine.topk(6, dim=1).indices)
+
+
+def test_a_reranker_with_the_caption_metric_orders_by_its_neighbours():
+    features, kinds = shifted_scenes(50, seed=0)
+    captions = [TRAIN_CAPTIONS[int(k)] for k in kinds]
+    reranker = ConsensusReranker(features, captions, k=5, metric="captions")
+    queries, query_kinds = shifted_scenes(1, seed=4)
+    candidates = [["a man rides a bike", "a dog runs through the grass", "two kids play in the water"]] * 3
+    about = {0: 1, 1: 0, 2: 2}                                          # kind -> the candidate that says it
+    assert [order[0] for order in reranker.order(queries, candidates)] == [about[int(k)] for k in query_kinds]
+    with pytest.raises(ConfigError, match="decode.rerank_metric"):
+        ConsensusReranker(features, captions, k=5, metric="clip")
+
+
 def test_rerank_settings_are_validated_and_named():
     assert DecodeConfig(beam_size=20, rerank=3).label == "beam20-rerank3"
+    assert DecodeConfig(beam_size=20, rerank=3, rerank_metric="captions").label == "beam20-rerank3-captions"
+    with pytest.raises(ConfigError, match="decode.rerank_metric"):
+        DecodeConfig(beam_size=20, rerank=3, rerank_metric="clip")
     assert DecodeConfig(beam_size=20, rerank=3).greedy().rerank == 0
     with pytest.raises(ConfigError, match="decode.rerank"):
         DecodeConfig(beam_size=1, rerank=3)
@@ -119,19 +181,19 @@ def test_the_flickr8k_recipe_runs_end_to_end_on_the_shapes_data(tiny_shapes, tmp
     best = Run.open(runs / "best")
     config = best.config()
     assert (config.encoder.name, config.encoder.flip_average, config.train.ema) == ("efficientnet_lite2", True, 0.99)
-    assert (config.decode.beam_size, config.decode.rerank) == (30, 10)
+    assert (config.decode.beam_size, config.decode.rerank, config.decode.rerank_metric) == (30, 10, "captions")
     assert "average" in best.checkpoint("last")                 # the averaged weights are resumable
     out = tmp_path / "scores.json"
     assert main(["-q", "evaluate", str(runs / "best"), "--split", "test", "--beam", "4", "--rerank", "3",
                  "--json", str(out)]) == 0
-    assert (runs / "best" / "results_test_beam4-rerank3.json").exists()
+    assert (runs / "best" / "results_test_beam4-rerank3-captions.json").exists()
     assert 0 <= json.loads(out.read_text())["CIDEr"] <= 10
     scst = {**small, "name": "scst", "train.epochs": 1, "train.init_from": runs / "best", "train.scst_samples": 2,
             "encoder.name": "efficientnet_lite2", "encoder.flip_average": True}
     assert main(["-q", "train", str(EXPERIMENTS / "flickr8k_mini_scst.yaml"), *sets(scst)]) == 0
     # an ensemble re-ranks too, its neighbours found with the first member's features
     assert main(["-q", "evaluate", str(runs / "scst"), "--ensemble", str(runs / "best"), "--split", "test",
-                 "--beam", "4", "--rerank", "3"]) == 0
+                 "--beam", "4", "--rerank", "3", "--rerank-metric", "features"]) == 0
     assert (runs / "scst" / "results_test_beam4-rerank3-ens2.json").exists()
 
 

@@ -179,7 +179,7 @@ def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: st
     dev = resolve_device(device)
     config, vocab, encoder, decoder = load_models(run, "best", dev)
     decode = decode or decode_config(config)
-    reranker = training_reranker(run, config, encoder, decode.rerank, dev, progress)
+    reranker = training_reranker(run, config, encoder, decode, dev, progress)
     out_dir = Path(out_dir) if out_dir else None
     spec = replace(feature_spec(config), batch_size=batch_size, num_workers=num_workers)
     if spec.video:

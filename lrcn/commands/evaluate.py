@@ -80,7 +80,7 @@ def evaluate(run_dir: str | Path, split: str = "test", decode: DecodeConfig | No
     config = run_feature_config(run, config)
     samples = split_of(load_samples(config), split)
     features, samples = cached_features(config, samples, encoder, dev, progress)
-    reranker = training_reranker(run, config, encoder, decode.rerank, dev, progress)
+    reranker = training_reranker(run, config, encoder, decode, dev, progress)
     hyps = caption_features(decoder, features, vocab, decode, device=dev, bf16=config.train.bf16, reranker=reranker)
     candidates = {s.id: vocab.decode(h[0].tokens) for s, h in zip(samples, hyps)}
     return save_results(run, f"{split}_{decode.label}", candidates, samples, backend)
@@ -114,7 +114,7 @@ def evaluate_ensemble(run_dirs: Sequence[str | Path], split: str = "test", decod
     ensemble = Ensemble(decoders, [f.shape[1] for f, _ in features]).to(dev).eval()
     decode = decode or decode_config(runs[0].config())
     run, config, encoder = first
-    reranker = training_reranker(run, config, encoder, decode.rerank, dev, progress)
+    reranker = training_reranker(run, config, encoder, decode, dev, progress)
     f, rows = features[0]
     hyps = caption_features(ensemble, x, vocab, decode, device=dev, reranker=reranker,
                             rerank_features=f[[rows[s.id] for s in kept]])

@@ -10,6 +10,7 @@ import sys
 from typing import Callable
 
 from lrcn.decoding import LENGTH_PENALTIES, SHARED_OPTIONS, STRATEGIES, DecodeConfig
+from lrcn.decoding.rerank import METRICS as RERANK_METRICS
 from lrcn.io import write_json
 from lrcn.metrics import Scores, format_table
 from lrcn.run import Run
@@ -64,6 +65,9 @@ _DECODING_FLAGS: dict[str, tuple[str, dict]] = {
     "--sample-seed": ("seed", dict(type=int, metavar="SEED", help="seed of the sampler, for reproducible samples")),
     "--rerank": ("rerank", dict(type=int, metavar="K", help="re-order the candidates by consensus CIDEr-D with the "
                  "captions of the K nearest training images (0 = off; lrcn.decoding.rerank)")),
+    "--rerank-metric": ("rerank_metric", dict(metavar="METRIC", help="how --rerank finds the nearest training "
+                        "images: features (cosine of the encoder's) or captions (those whose captions best "
+                        "match the query's, as predicted from its features)")),
 }
 
 
@@ -71,6 +75,7 @@ _DECODING_FLAGS: dict[str, tuple[str, dict]] = {
 _CHOICES: dict[str, Callable[[], list[str]]] = {
     "strategy": lambda: ["auto", *STRATEGIES],
     "length_penalty": lambda: list(LENGTH_PENALTIES),
+    "rerank_metric": lambda: list(RERANK_METRICS),
 }
 
 

@@ -9,7 +9,13 @@ frequencies of the whole training set, fixed, so a caption's score does not depe
 is decoded with it); the candidates are re-ordered by that consensus, the model's own order
 breaking ties. Only training data is used.
 
-Shapes: N training images, Q queries, D feature size, C candidates per query.
+Which training images are "nearest" is what the consensus is worth. ``metric="features"`` takes
+the cosine of the encoder's features, as Devlin et al. do; ``metric="captions"`` asks a
+:class:`CaptionSpace`, a ridge regression fitted on the training set alone (in a second), what the
+query's captions would say, and takes the training images whose captions say most nearly that: an
+ImageNet CNN's nearest photo shares the texture or the scene, not always what people write about.
+
+Shapes: N training images, Q queries, D feature size, C candidates per query, E projection size.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from torch.nn import functional as F
 
 from lrcn.errors import ConfigError
 from lrcn.metrics import CiderD
+from lrcn.text import tokenize
 
 QUERY_CHUNK = 256     # queries whose similarities to every training image are held at once
+METRICS = ("features", "captions")   # decode.rerank_metric: how the nearest training images are found
 
 
 def pooled(features: Tensor) -> Tensor:
@@ -46,20 +54,93 @@ def nearest(train_features: Tensor, query_features: Tensor, k: int) -> Tensor:
     return torch.cat([(rows @ train.T).topk(k, dim=1).indices for rows in query.split(QUERY_CHUNK)])
 
 
-class ConsensusReranker:
-    """Re-orders n-best lists by consensus with the captions of the ``k`` nearest training images."""
+def caption_vectors(captions: Sequence[Sequence[str]], max_grams: int = 8192) -> Tensor:
+    """What each image's captions say, as a sparse [N, G] matrix of unit rows: TF-IDF weights of
+    the unigrams and bigrams (``lrcn.text.tokenize``) of its captions, over the ``max_grams``
+    n-grams that most images' captions use (at least two images')."""
+    counts = []
+    for texts in captions:
+        bag: dict[tuple[str, ...], int] = {}
+        for text in texts:
+            words = tokenize(text)
+            for gram in [(w,) for w in words] + list(zip(words, words[1:])):
+                bag[gram] = bag.get(gram, 0) + 1
+        counts.append(bag)
+    df: dict[tuple[str, ...], int] = {}
+    for bag in counts:
+        for gram in bag:
+            df[gram] = df.get(gram, 0) + 1
+    kept = sorted((g for g, n in df.items() if n >= 2), key=lambda g: (-df[g], g))[:max_grams]
+    column = {g: j for j, g in enumerate(kept)}
+    rows, cols, values = [], [], []
+    for n, bag in enumerate(counts):
+        weights = {column[g]: c * np.log(len(counts) / df[g]) for g, c in bag.items() if g in column}
+        norm = max(float(np.sqrt(sum(w * w for w in weights.values()))), 1e-12)
+        for j, w in sorted(weights.items()):
+            rows.append(n)
+            cols.append(j)
+            values.append(w / norm)
+    return torch.sparse_coo_tensor(torch.tensor([rows, cols], dtype=torch.long).reshape(2, -1),
+                                   torch.tensor(values, dtype=torch.float32), (len(counts), max(1, len(kept))),
+                                   check_invariants=True).coalesce()
 
-    def __init__(self, train_features: Tensor, train_captions: Sequence[Sequence[str]], k: int):
+
+class CaptionSpace:
+    """Nearest training images by what their captions say, predicted from a query's features.
+
+    A ridge regression (weight ``ridge``) maps the centred, unit-length encoder features of the
+    training images to the centred TF-IDF vectors of their captions (:func:`caption_vectors`);
+    a query's neighbours are the training images whose *own captions'* centred vectors are most
+    cosine-similar to the query's predicted vector. Closed form and deterministic: the solve is
+    [D, D], and only [N, D] keys are kept (the cosine with a predicted vector ``xA`` ranks the
+    images as ``x . A c_n`` does, c_n an image's unit centred caption vector).
+    """
+
+    def __init__(self, features: Tensor, captions: Sequence[Sequence[str]], ridge: float = 0.3):
+        x = pooled(features).double()                                          # [N, D]
+        if len(x) != len(captions):
+            raise ValueError(f"{len(x)} training feature rows for {len(captions)} caption lists")
+        self.mean = x.mean(dim=0)
+        x = self._inputs(x)
+        text = caption_vectors(captions).double()                              # sparse [N, G], unit rows
+        centre = torch.sparse.sum(text, dim=0).to_dense() / len(x)             # [G]
+        xt = torch.sparse.mm(text.t(), x).T - torch.outer(x.sum(dim=0), centre)     # X^T (T - 1 centre^T) [D, G]
+        a = torch.linalg.solve(x.T @ x + ridge * torch.eye(x.shape[1], dtype=x.dtype), xt)  # [D, G]
+        # keys c_n A^T with c_n = (t_n - centre) / |t_n - centre|: [N, D]
+        keys = torch.sparse.mm(text, a.T) - centre @ a.T
+        norms = (1 - 2 * torch.mv(text, centre) + centre @ centre).clamp(min=1e-12).sqrt()   # |t_n - centre|
+        self.keys = (keys / norms[:, None]).float()
+
+    def _inputs(self, x: Tensor) -> Tensor:
+        return F.normalize(x - self.mean.to(x.dtype), dim=-1)
+
+    def nearest(self, query_features: Tensor, k: int) -> Tensor:
+        """Indices [Q, k] of the training images whose captions best match each query's predicted ones."""
+        query = self._inputs(pooled(query_features).double()).float()          # [Q, D]
+        return torch.cat([(rows @ self.keys.T).topk(k, dim=1).indices for rows in query.split(QUERY_CHUNK)]) \
+            if len(query) else torch.zeros(0, k, dtype=torch.long)
+
+
+class ConsensusReranker:
+    """Re-orders n-best lists by consensus with the captions of the ``k`` nearest training images
+    (nearest by the encoder's features, or by what their captions say, :class:`CaptionSpace`: ``metric``)."""
+
+    def __init__(self, train_features: Tensor, train_captions: Sequence[Sequence[str]], k: int,
+                 metric: str = "features"):
         if len(train_features) != len(train_captions):
             raise ValueError(f"{len(train_features)} training feature rows for {len(train_captions)} caption lists")
         if not 1 <= k <= len(train_captions):
             raise ConfigError(f"decode.rerank={k}: choose 1 to {len(train_captions)} (the training images)")
+        if metric not in METRICS:
+            raise ConfigError(f"decode.rerank_metric={metric!r}: choose one of {', '.join(METRICS)}")
         self.k, self.train_features = k, train_features
+        self.space = CaptionSpace(train_features, train_captions) if metric == "captions" else None
         self.scorer = CiderD({n: list(captions) for n, captions in enumerate(train_captions)})
 
     def consensus(self, query_features: Tensor, candidates: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """For each query, the mean CIDEr-D [C] of its candidates against its neighbours' captions."""
-        neighbours = nearest(self.train_features, query_features, self.k).tolist()      # [Q][k]
+        neighbours = (self.space.nearest(query_features, self.k) if self.space else
+                      nearest(self.train_features, query_features, self.k)).tolist()    # [Q][k]
         ids, texts, sizes = [], [], []
         for row, cands in zip(neighbours, candidates):
             for caption in cands:

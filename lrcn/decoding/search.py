@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from lrcn.decoding.processors import NEG_INF, ProcessorList, build_constraints, build_warpers
+from lrcn.decoding.rerank import METRICS as RERANK_METRICS
 from lrcn.errors import ConfigError
 
 State = tuple[Tensor, ...]
@@ -107,6 +108,9 @@ class DecodeConfig:
     rerank: k > 0: the search's beam_size candidates (sampling: its n_best draws) are re-ordered by
         consensus with the captions of the k nearest training images (lrcn.decoding.rerank; done by
         the commands that know the training set, not by :func:`generate`); 0 = off.
+    rerank_metric: how those nearest training images are found: "features" (cosine of the encoder's
+        features) or "captions" (the training images whose captions best match the query's captions
+        as predicted from its features by a ridge regression; lrcn.decoding.rerank.CaptionSpace).
 
     Every value is checked when the config is made; a ConfigError names the ``decode.`` key.
     """
@@ -129,6 +133,7 @@ class DecodeConfig:
     n_best: int = 1
     seed: int | None = None
     rerank: int = 0
+    rerank_metric: str = "features"
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -157,7 +162,9 @@ class DecodeConfig:
     def label(self) -> str:
         """The results-file label of these settings (greedy, beam3, sample-t0.7-k10, ...)."""
         label = self.selected.label(self)
-        return f"{label}-rerank{self.rerank}" if self.rerank else label
+        if not self.rerank:
+            return label
+        return f"{label}-rerank{self.rerank}" + ("-captions" if self.rerank_metric == "captions" else "")
 
     def greedy(self) -> DecodeConfig:
         """These settings (lengths, suppressions, blocked n-grams) decoding greedily, one caption each."""
@@ -205,6 +212,8 @@ def _rules(c: DecodeConfig) -> list[tuple[bool, str]]:
         (c.rerank == 0 or max(c.beam_size, c.n_best) >= 2,
          f"decode.rerank={c.rerank} re-orders candidates, but decoding gives one: set decode.beam_size "
          f"(or, sampling, decode.n_best) to 2 or more"),
+        (c.rerank_metric in RERANK_METRICS,
+         f"decode.rerank_metric {c.rerank_metric!r} is unknown; choose one of {', '.join(RERANK_METRICS)}"),
         (c.strategy != "auto" or not c.sample or (c.beam_size == 1 and c.groups == 1),
          f"decode.sample cannot be combined with decode.beam_size > 1 or decode.groups > 1 "
          f"(got beam_size={c.beam_size}, groups={c.groups}); or name the strategy in decode.strategy"),
