@@ -15,7 +15,7 @@ the cosine of the encoder's features, as Devlin et al. do; ``metric="captions"``
 query's captions would say, and takes the training images whose captions say most nearly that: an
 ImageNet CNN's nearest photo shares the texture or the scene, not always what people write about.
 
-Shapes: N training images, Q queries, D feature size, C candidates per query, E projection size.
+Shapes: N training images, Q queries, D feature size, C candidates per query, G caption n-grams.
 """
 
 from __future__ import annotations
