@@ -97,26 +97,27 @@ class CaptionSpace:
     """
 
     def __init__(self, features: Tensor, captions: Sequence[Sequence[str]], ridge: float = 0.3):
-        x = pooled(features).double()                                          # [N, D]
+        x = pooled(features).float()                                           # [N, D]
         if len(x) != len(captions):
             raise ValueError(f"{len(x)} training feature rows for {len(captions)} caption lists")
         self.mean = x.mean(dim=0)
         x = self._inputs(x)
-        text = caption_vectors(captions).double()                              # sparse [N, G], unit rows
+        text = caption_vectors(captions)                                       # sparse [N, G], unit rows
         centre = torch.sparse.sum(text, dim=0).to_dense() / len(x)             # [G]
         xt = torch.sparse.mm(text.t(), x).T - torch.outer(x.sum(dim=0), centre)     # X^T (T - 1 centre^T) [D, G]
-        a = torch.linalg.solve(x.T @ x + ridge * torch.eye(x.shape[1], dtype=x.dtype), xt)  # [D, G]
+        gram = (x.T @ x).double() + ridge * torch.eye(x.shape[1], dtype=torch.float64)   # [D, D], solved in float64
+        a = torch.linalg.solve(gram, xt.double()).float()                      # [D, G]
         # keys c_n A^T with c_n = (t_n - centre) / |t_n - centre|: [N, D]
         keys = torch.sparse.mm(text, a.T) - centre @ a.T
         norms = (1 - 2 * torch.mv(text, centre) + centre @ centre).clamp(min=1e-12).sqrt()   # |t_n - centre|
-        self.keys = (keys / norms[:, None]).float()
+        self.keys = keys / norms[:, None]
 
     def _inputs(self, x: Tensor) -> Tensor:
-        return F.normalize(x - self.mean.to(x.dtype), dim=-1)
+        return F.normalize(x - self.mean, dim=-1)
 
     def nearest(self, query_features: Tensor, k: int) -> Tensor:
         """Indices [Q, k] of the training images whose captions best match each query's predicted ones."""
-        query = self._inputs(pooled(query_features).double()).float()          # [Q, D]
+        query = self._inputs(pooled(query_features).float())                  # [Q, D]
         return torch.cat([(rows @ self.keys.T).topk(k, dim=1).indices for rows in query.split(QUERY_CHUNK)]) \
             if len(query) else torch.zeros(0, k, dtype=torch.long)
 
