@@ -20,6 +20,7 @@ STRATEGIES = [
     "diverse 3x2, λ=0.5", "diverse 3x2, λ=2",
     "sample T=1", "sample T=0.5", "top-k 3, T=0.7", "top-k 3, T=1", "top-k 3, T=1.5",
     "top-p 0.8, T=0.7", "top-p 0.8, T=1", "top-p 0.8, T=1.5",
+    "beam 10, re-rank by features", "beam 10, re-rank by captions",
 ]
 COLUMNS = ["BLEU-4", "METEOR", "CIDEr-D", "distinct-1", "distinct-2", "novel", "mBLEU-4", "mean length",
            "captions/s"]
@@ -70,6 +71,9 @@ def check_table(nb: nbformat.NotebookNode) -> None:
     assert rows["beam 5, avg"]["mean length"] > rows["beam 5"]["mean length"]
     assert rows["sample T=1"]["mBLEU-4"] < rows["beam 5"]["mBLEU-4"]
     assert math.isnan(rows["greedy"]["mBLEU-4"]) and not math.isnan(rows["beam 3"]["mBLEU-4"])
+    for metric in ("features", "captions"):      # re-ranking re-orders beam 10's candidates
+        assert {c: table[f"beam 10, re-rank by {metric}"][c] for c in COLUMNS[:-1]} != \
+            {c: table["beam 10"][c] for c in COLUMNS[:-1]}
     figures = [o for o in outputs(nb) if "image/png" in o.get("data", {})]
     assert len(figures) == 3
 
