@@ -171,8 +171,9 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 def test_the_flickr8k_recipe_runs_end_to_end_on_the_shapes_data(tiny_shapes, tmp_path):
     """experiments/flickr8k_mini_best.yaml as written (EfficientNet-Lite2, mirror-averaged features,
-    weight averaging, beam search re-ranked by the nearest training images' captions), only data
-    and sizes shrunk; then a self-critical stage from it, and an ensemble that re-ranks too."""
+    weight averaging, beam search re-ranked by the captions of training images), only data and sizes
+    shrunk; then its self-critical second stage (flickr8k_mini_best_scst.yaml), and an ensemble that
+    re-ranks too."""
     runs = tmp_path / "runs"
     small = dict(o.split("=", 1) for o in tiny_overrides(tiny_shapes, runs))
     small.pop("decoder.dropout")                                # the recipe's own
@@ -188,9 +189,12 @@ def test_the_flickr8k_recipe_runs_end_to_end_on_the_shapes_data(tiny_shapes, tmp
                  "--json", str(out)]) == 0
     assert (runs / "best" / "results_test_beam4-rerank3-captions.json").exists()
     assert 0 <= json.loads(out.read_text())["CIDEr"] <= 10
-    scst = {**small, "name": "scst", "train.epochs": 1, "train.init_from": runs / "best", "train.scst_samples": 2,
-            "encoder.name": "efficientnet_lite2", "encoder.flip_average": True}
-    assert main(["-q", "train", str(EXPERIMENTS / "flickr8k_mini_scst.yaml"), *sets(scst)]) == 0
+    # the recipe's second stage as written: SCST from the first stage's best weights
+    scst = {**small, "name": "scst", "train.epochs": 1, "train.init_from": runs / "best", "train.scst_samples": 2}
+    assert main(["-q", "train", str(EXPERIMENTS / "flickr8k_mini_best_scst.yaml"), *sets(scst)]) == 0
+    second = Run.open(runs / "scst").config()
+    assert (second.train.loss, second.encoder.name, second.train.ema, second.decode.rerank_metric) == \
+        ("scst", "efficientnet_lite2", 0.99, "captions")
     # an ensemble re-ranks too, its neighbours found with the first member's features
     assert main(["-q", "evaluate", str(runs / "scst"), "--ensemble", str(runs / "best"), "--split", "test",
                  "--beam", "4", "--rerank", "3", "--rerank-metric", "features"]) == 0
