@@ -57,7 +57,8 @@ from lrcn.data.loaders import cached_features, load_samples, split
 from lrcn.data.shapes import generate_shapes
 from lrcn.decoding import beam_search, to_hypotheses
 from lrcn.decoding.batch import caption_features
-from lrcn.decoding.rerank import METRICS as RERANK_METRICS, ConsensusReranker
+from lrcn.decoding import RERANK_METRICS
+from lrcn.decoding.rerank import ConsensusReranker
 from lrcn.run import decode_config, load_models
 from lrcn.metrics import diversity, score
 from lrcn.run import Run

@@ -9,8 +9,7 @@ import dataclasses
 import sys
 from typing import Callable
 
-from lrcn.decoding import LENGTH_PENALTIES, SHARED_OPTIONS, STRATEGIES, DecodeConfig
-from lrcn.decoding.rerank import METRICS as RERANK_METRICS
+from lrcn.decoding import LENGTH_PENALTIES, RERANK_METRICS, SHARED_OPTIONS, STRATEGIES, DecodeConfig
 from lrcn.io import write_json
 from lrcn.metrics import Scores, format_table
 from lrcn.run import Run

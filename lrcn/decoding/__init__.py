@@ -5,12 +5,13 @@ from lrcn.decoding.processors import (
     build_constraints, build_warpers,
 )
 from lrcn.decoding.search import (
-    LENGTH_PENALTIES, SHARED_OPTIONS, STRATEGIES, DecodeConfig, DecodeOutput, Hypothesis, SampleOutput,
+    LENGTH_PENALTIES, RERANK_METRICS, SHARED_OPTIONS, STRATEGIES, DecodeConfig, DecodeOutput, Hypothesis, SampleOutput,
     Strategy, beam_search, diverse_beam_search, generate, greedy, sample, sample_with_logprobs, to_hypotheses,
 )
 
 __all__ = [
-    "DecodeConfig", "DecodeOutput", "Hypothesis", "SampleOutput", "LENGTH_PENALTIES", "SHARED_OPTIONS",
+    "DecodeConfig", "DecodeOutput", "Hypothesis", "SampleOutput", "LENGTH_PENALTIES", "RERANK_METRICS",
+    "SHARED_OPTIONS",
     "STRATEGIES", "Strategy", "generate", "greedy", "beam_search", "diverse_beam_search", "sample",
     "sample_with_logprobs", "to_hypotheses",
     "ProcessorList", "SuppressTokens", "MinLength", "MaxLength", "NoRepeatNGram", "Temperature",

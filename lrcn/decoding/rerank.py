@@ -20,6 +20,7 @@ Shapes: N training images, Q queries, D feature size, C candidates per query, G 
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Sequence
 
 import numpy as np
@@ -27,12 +28,12 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from lrcn.decoding.search import RERANK_METRICS
 from lrcn.errors import ConfigError
 from lrcn.metrics import CiderD
 from lrcn.text import tokenize
 
 QUERY_CHUNK = 256     # queries whose similarities to every training image are held at once
-METRICS = ("features", "captions")   # decode.rerank_metric: how the nearest training images are found
 
 
 def pooled(features: Tensor) -> Tensor:
@@ -48,10 +49,16 @@ def nearest(train_features: Tensor, query_features: Tensor, k: int) -> Tensor:
         raise ConfigError(f"k={k} nearest neighbours: choose 1 to {len(train_features)} (the training images)")
     train = F.normalize(pooled(train_features).float(), dim=-1)       # [N, D]
     query = F.normalize(pooled(query_features).float(), dim=-1)       # [Q, D]
+    return top_k(query, train, k)
+
+
+def top_k(query: Tensor, keys: Tensor, k: int) -> Tensor:
+    """Indices [Q, k] of the ``k`` rows of ``keys`` [N, D] with the largest dot products with each
+    row of ``query`` [Q, D]; a few hundred queries at a time ([Q, N] products for COCO's 113k
+    training images would need gigabytes)."""
     if not len(query):
         return torch.zeros(0, k, dtype=torch.long)
-    # a few hundred queries at a time: [Q, N] similarities of COCO's 113k training images would need gigabytes
-    return torch.cat([(rows @ train.T).topk(k, dim=1).indices for rows in query.split(QUERY_CHUNK)])
+    return torch.cat([(rows @ keys.T).topk(k, dim=1).indices for rows in query.split(QUERY_CHUNK)])
 
 
 def caption_vectors(captions: Sequence[Sequence[str]], max_grams: int = 8192) -> Tensor:
@@ -60,16 +67,11 @@ def caption_vectors(captions: Sequence[Sequence[str]], max_grams: int = 8192) ->
     n-grams that most images' captions use (at least two images')."""
     counts = []
     for texts in captions:
-        bag: dict[tuple[str, ...], int] = {}
-        for text in texts:
-            words = tokenize(text)
-            for gram in [(w,) for w in words] + list(zip(words, words[1:])):
-                bag[gram] = bag.get(gram, 0) + 1
+        bag: Counter[tuple[str, ...]] = Counter()
+        for words in map(tokenize, texts):
+            bag.update([(w,) for w in words] + list(zip(words, words[1:])))
         counts.append(bag)
-    df: dict[tuple[str, ...], int] = {}
-    for bag in counts:
-        for gram in bag:
-            df[gram] = df.get(gram, 0) + 1
+    df = Counter(gram for bag in counts for gram in bag)                 # images whose captions use it
     kept = sorted((g for g, n in df.items() if n >= 2), key=lambda g: (-df[g], g))[:max_grams]
     column = {g: j for j, g in enumerate(kept)}
     rows, cols, values = [], [], []
@@ -109,7 +111,9 @@ class CaptionSpace:
         a = torch.linalg.solve(gram, xt.double()).float()                      # [D, G]
         # keys c_n A^T with c_n = (t_n - centre) / |t_n - centre|: [N, D]
         keys = torch.sparse.mm(text, a.T) - centre @ a.T
-        norms = (1 - 2 * torch.mv(text, centre) + centre @ centre).clamp(min=1e-12).sqrt()   # |t_n - centre|
+        # |t_n - centre| for unit rows t_n (a photo whose captions share no n-gram with another's has a
+        # zero row, and so a key a little shorter than it would be: such a photo is no one's neighbour)
+        norms = (1 - 2 * torch.mv(text, centre) + centre @ centre).clamp(min=1e-12).sqrt()
         self.keys = keys / norms[:, None]
 
     def _inputs(self, x: Tensor) -> Tensor:
@@ -118,8 +122,7 @@ class CaptionSpace:
     def nearest(self, query_features: Tensor, k: int) -> Tensor:
         """Indices [Q, k] of the training images whose captions best match each query's predicted ones."""
         query = self._inputs(pooled(query_features).float())                  # [Q, D]
-        return torch.cat([(rows @ self.keys.T).topk(k, dim=1).indices for rows in query.split(QUERY_CHUNK)]) \
-            if len(query) else torch.zeros(0, k, dtype=torch.long)
+        return top_k(query, self.keys, k)
 
 
 class ConsensusReranker:
@@ -132,8 +135,8 @@ class ConsensusReranker:
             raise ValueError(f"{len(train_features)} training feature rows for {len(train_captions)} caption lists")
         if not 1 <= k <= len(train_captions):
             raise ConfigError(f"decode.rerank={k}: choose 1 to {len(train_captions)} (the training images)")
-        if metric not in METRICS:
-            raise ConfigError(f"decode.rerank_metric={metric!r}: choose one of {', '.join(METRICS)}")
+        if metric not in RERANK_METRICS:
+            raise ConfigError(f"decode.rerank_metric={metric!r}: choose one of {', '.join(RERANK_METRICS)}")
         self.k, self.train_features = k, train_features
         self.space = CaptionSpace(train_features, train_captions) if metric == "captions" else None
         self.scorer = CiderD({n: list(captions) for n, captions in enumerate(train_captions)})

@@ -40,7 +40,6 @@ import torch
 from torch import Tensor
 
 from lrcn.decoding.processors import NEG_INF, ProcessorList, build_constraints, build_warpers
-from lrcn.decoding.rerank import METRICS as RERANK_METRICS
 from lrcn.errors import ConfigError
 
 State = tuple[Tensor, ...]
@@ -84,6 +83,7 @@ def _gnmt(length, alpha: float):
 
 # length -> divisor of the summed log-prob; `length` counts the words and the <end>
 LENGTH_PENALTIES: dict[str, Callable] = {"none": _no_penalty, "avg": _average, "gnmt": _gnmt}
+RERANK_METRICS = ("features", "captions")   # decode.rerank_metric: how lrcn.decoding.rerank finds neighbours
 
 
 # ----------------------------------------------------------------------------- configuration
