@@ -10,7 +10,8 @@
 
 Besides the folder (:class:`Run`), what every command that reads a trained run needs: its models
 loaded in eval mode (:func:`load_models`), its feature store (:func:`run_feature_config`), its
-``decode:`` section (:func:`decode_config`) and its consensus re-ranker (:func:`training_reranker`).
+``decode:`` section (:func:`decode_config`) and its consensus re-ranker (:func:`training_reranker`);
+for several runs decoding as one, their models with one vocabulary checked (:func:`load_members`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
@@ -102,6 +103,30 @@ def load_models(run: Run, which: str = "best", device: str | torch.device = "cpu
     if fine_tuned:
         encoder.load_state_dict(ckpt["encoder"])
     return config, vocab, encoder.to(device).eval(), decoder.to(device).eval()
+
+
+class Member(NamedTuple):
+    """One run of an ensemble, loaded (:func:`load_members`)."""
+    run: Run
+    config: Config
+    encoder: ImageEncoder
+    decoder: Any
+
+
+def load_members(run_dirs: Sequence[str | os.PathLike], which: str = "best",
+                 device: str | torch.device = "cpu") -> tuple[list[Member], Vocabulary]:
+    """The runs of an ensemble (lrcn.models.ensemble) loaded as :func:`load_models` loads one,
+    and their vocabulary: a CheckpointError names the first run whose vocabulary differs."""
+    members, vocab = [], None
+    for directory in run_dirs:
+        run = Run.open(directory)
+        config, run_vocab, encoder, decoder = load_models(run, which, device)
+        if vocab is not None and run_vocab.words != vocab.words:
+            raise CheckpointError(f"{run.dir} has another vocabulary than {members[0].run.dir}; ensemble members "
+                                  f"must be trained on the same data with the same data.min_word_count")
+        vocab = vocab or run_vocab
+        members.append(Member(run, config, encoder, decoder))
+    return members, vocab
 
 
 def training_reranker(run: Run, config: Config, encoder: ImageEncoder, decode: DecodeConfig, device: torch.device,

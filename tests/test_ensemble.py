@@ -1,5 +1,7 @@
 """The ensemble decoder: mean of the members' probabilities behind the step interface."""
 
+import json
+
 import pytest
 import torch
 
@@ -89,7 +91,21 @@ def test_members_must_share_the_vocabulary():
         Ensemble([decoder("show_and_tell", 6, 0), other])
 
 
-def test_evaluate_ensemble_of_one_run_equals_evaluate_and_of_two_writes_its_files(tiny_shapes, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def seed_runs(tiny_shapes, tmp_path_factory):
+    """Two one-epoch runs on tiny shapes that differ only in their seed, and the runs folder."""
+    from conftest import tiny_overrides
+    from lrcn.config import load_config
+    from lrcn.commands.demo import DEMO_CONFIG
+    from lrcn.train.loop import train
+
+    runs_dir = tmp_path_factory.mktemp("runs")
+    return [train(load_config(DEMO_CONFIG, tiny_overrides(tiny_shapes, runs_dir, name=f"s{seed}", **{
+        "train.seed": seed, "train.epochs": 1})), progress=False) for seed in (0, 1)], runs_dir
+
+
+def test_evaluate_ensemble_of_one_run_equals_evaluate_and_of_two_writes_its_files(seed_runs, tiny_shapes,
+                                                                                   monkeypatch):
     from conftest import tiny_overrides
     from lrcn.cli import main
     from lrcn.config import load_config
@@ -99,9 +115,8 @@ def test_evaluate_ensemble_of_one_run_equals_evaluate_and_of_two_writes_its_file
     from lrcn.commands.evaluate import evaluate_ensemble
     from lrcn.train.loop import train
 
+    runs, runs_dir = seed_runs
     monkeypatch.setattr("lrcn.metrics.scoring.java_available", lambda: False)   # no METEOR: a minute of Java
-    runs = [train(load_config(DEMO_CONFIG, tiny_overrides(tiny_shapes, tmp_path, name=f"s{seed}", **{
-        "train.seed": seed, "train.epochs": 1})), progress=False) for seed in (0, 1)]
     greedy = DecodeConfig(max_len=10)
     _, alone = evaluate(runs[0], "val", greedy, progress=False)
     scores, together = evaluate_ensemble(runs[:1], "val", greedy, progress=False)
@@ -110,9 +125,47 @@ def test_evaluate_ensemble_of_one_run_equals_evaluate_and_of_two_writes_its_file
     captions = load_results(runs[0] / "results_val_beam2-ens2.json")
     assert len(captions) == 6 and (runs[0] / "metrics_val_beam2-ens2.json").exists()
     with pytest.raises(CheckpointError, match="vocabulary"):
-        other = train(load_config(DEMO_CONFIG, tiny_overrides(tiny_shapes, tmp_path, name="other", **{
+        other = train(load_config(DEMO_CONFIG, tiny_overrides(tiny_shapes, runs_dir, name="other", **{
             "train.epochs": 1, "data.min_word_count": 100})), progress=False)
         evaluate_ensemble([runs[0], other], "val", greedy, progress=False)
+
+
+def test_caption_with_an_ensemble_captions_as_evaluate_does(seed_runs, tiny_shapes, tmp_path, monkeypatch):
+    from conftest import tiny_overrides
+    from lrcn.cli import main
+    from lrcn.commands.caption import caption_paths
+    from lrcn.commands.evaluate import evaluate_ensemble
+    from lrcn.config import load_config
+    from lrcn.commands.demo import DEMO_CONFIG
+    from lrcn.data.loaders import load_samples, split
+    from lrcn.train.loop import train
+
+    runs, runs_dir = seed_runs
+    monkeypatch.setattr("lrcn.metrics.scoring.java_available", lambda: False)
+    beam = DecodeConfig(beam_size=2, max_len=10)
+    val = split(load_samples(load_config(runs[0] / "config.yaml")), "val")
+    images = [str(s.path) for s in val]
+    _, expected = evaluate_ensemble(runs, "val", beam, progress=False)       # from the feature stores
+    result = caption_paths(runs[0], images, decode=beam, ensemble=[runs[1]], progress=False)
+    assert {s.id: result["captions"][str(s.path)]["caption"] for s in val} == expected
+    assert result["ensemble"] == [str(runs[1].resolve())]
+    # a run averaged with itself is the run alone
+    alone = caption_paths(runs[0], images, decode=beam, progress=False)
+    assert {s.id: alone["captions"][str(s.path)]["caption"] for s in val} != expected   # the members disagree
+    assert caption_paths(runs[0], images, decode=beam, ensemble=[runs[0]], progress=False)["captions"] == \
+        alone["captions"]
+    # --ensemble after the inputs; a results folder written without the ensemble is not resumed with it
+    out = tmp_path / "out"
+    assert main(["-q", "caption", str(runs[0]), *images, "--out", str(out), "--beam", "2"]) == 0
+    assert main(["-q", "caption", str(runs[0]), *images, "--out", str(out), "--beam", "2",
+                 "--ensemble", str(runs[1])]) == 0
+    written = json.loads((out / "captions.json").read_text())
+    assert {s.id: written["captions"][str(s.path)]["caption"] for s in val} == expected
+    # members must read inputs alike: another image size is refused before any image is read
+    other = train(load_config(DEMO_CONFIG, tiny_overrides(tiny_shapes, runs_dir, name="size48", **{
+        "train.epochs": 1, "encoder.image_size": 48})), progress=False)
+    with pytest.raises(ConfigError, match="size48.*other features"):
+        caption_paths(runs[0], images, ensemble=[other], progress=False)
 
 
 def test_reusing_outputs_enters_every_member():

@@ -173,7 +173,7 @@ def test_the_flickr8k_recipe_runs_end_to_end_on_the_shapes_data(tiny_shapes, tmp
     """experiments/flickr8k_mini_best.yaml as written (EfficientNet-Lite2, mirror-averaged features,
     weight averaging, beam search re-ranked by the captions of training images), only data and sizes
     shrunk; then its self-critical second stage (flickr8k_mini_best_scst.yaml), and an ensemble that
-    re-ranks too."""
+    re-ranks too, scoring a split and captioning photos."""
     runs = tmp_path / "runs"
     small = dict(o.split("=", 1) for o in tiny_overrides(tiny_shapes, runs))
     small.pop("decoder.dropout")                                # the recipe's own
@@ -199,6 +199,14 @@ def test_the_flickr8k_recipe_runs_end_to_end_on_the_shapes_data(tiny_shapes, tmp
     assert main(["-q", "evaluate", str(runs / "scst"), "--ensemble", str(runs / "best"), "--split", "test",
                  "--beam", "4", "--rerank", "3", "--rerank-metric", "features"]) == 0
     assert (runs / "scst" / "results_test_beam4-rerank3-ens2.json").exists()
+    # and captions new photos as one, with the recipe's own decoding (README: lrcn caption ... --ensemble)
+    images = sorted((tiny_shapes.parent / "images").glob("*.png"))[:3]
+    out = tmp_path / "captions.json"
+    assert main(["-q", "caption", str(runs / "scst"), *map(str, images), "--json", str(out),
+                 "--ensemble", str(runs / "best")]) == 0
+    written = json.loads(out.read_text())
+    assert written["ensemble"] == [str((runs / "best").resolve())] and written["decode"]["rerank"] == 10
+    assert len(written["captions"]) == 3 and all(len(e["nbest"]) == 1 for e in written["captions"].values())
 
 
 def sets(values: dict) -> list[str]:

@@ -43,11 +43,12 @@ from lrcn.data.media import find_images, image_size
 from lrcn.data.video import find_videos, list_frames, read_frames
 from lrcn.decoding import DecodeConfig
 from lrcn.decoding.batch import caption_features
-from lrcn.errors import MediaError
+from lrcn.errors import ConfigError, MediaError
 from lrcn.io import atomic_path, write_json
+from lrcn.models.ensemble import Ensemble
 from lrcn.report.attention import model_view, word_attention, write_attention
 from lrcn.report.gallery import write_gallery, write_video_gallery
-from lrcn.run import Run, decode_config, load_models, resolve_device, training_reranker
+from lrcn.run import Member, decode_config, load_members, resolve_device, training_reranker
 from lrcn.text import Vocabulary
 
 FORMAT = "lrcn-captions-1"
@@ -64,13 +65,16 @@ def register(sub) -> None:
     s.add_argument("--out", help="write captions.json and an index.html gallery here")
     s.add_argument("--json", help="write the captions as JSON here")
     s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--ensemble", nargs="+", default=(), metavar="RUN_DIR",
+                   help="average the next-word probabilities of these runs (same vocabulary and encoder settings) "
+                   "with RUN_DIR's; give it after the inputs")
     add_decoding_arguments(s)
     s.set_defaults(func=run)
 
 
 def run(a: argparse.Namespace) -> None:
     caption_paths(a.run_dir, a.inputs, out_dir=a.out, json_out=a.json, decode=run_decode_config(a),
-                  batch_size=a.batch_size, progress=not a.quiet)
+                  batch_size=a.batch_size, ensemble=a.ensemble, progress=not a.quiet)
 
 
 @dataclass
@@ -105,6 +109,14 @@ def image_captioning(inputs: Sequence[str | Path], out_dir: Path | None = None, 
 
     return Captioning(FORMAT, find_images(inputs), details, write_gallery,
                       annotate=attention if hasattr(decoder, "attention_maps") else None)
+
+
+def same_features(a: Member, b: Member) -> bool:
+    """Whether two runs' encoders turn an input into the same features, so one encodes for both."""
+    if a.encoder.key != b.encoder.key or feature_spec(a.config) != feature_spec(b.config):
+        return False
+    weights_a, weights_b = a.encoder.state_dict(), b.encoder.state_dict()
+    return weights_a.keys() == weights_b.keys() and all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
 
 
 def find_clips(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -172,12 +184,21 @@ def clip_captioning(config: Config, inputs: Sequence[str | os.PathLike], out_dir
 def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Path | None = None,
                   json_out: str | Path | None = None, decode: DecodeConfig | None = None,
                   batch_size: int = 32, num_workers: int = 2, device: str = "auto",
-                  progress: bool = True) -> dict[str, Any]:
-    """Caption ``inputs`` with the run's best checkpoint; returns the captions.json structure
-    (``captions`` and ``skipped``, keyed by path). For a video run ``batch_size`` counts frames."""
-    run = Run.open(run_dir)
+                  ensemble: Sequence[str | Path] = (), progress: bool = True) -> dict[str, Any]:
+    """Caption ``inputs`` with the run's best checkpoint (with ``ensemble``, those of these runs
+    too, decoding as one: lrcn.models.ensemble); returns the captions.json structure (``captions``
+    and ``skipped``, keyed by path). For a video run ``batch_size`` counts frames."""
     dev = resolve_device(device)
-    config, vocab, encoder, decoder = load_models(run, "best", dev)
+    members, vocab = load_members([run_dir, *ensemble], "best", dev)
+    run, config, encoder, decoder = members[0]
+    for other in members[1:]:        # one encoder reads the inputs for all
+        if not same_features(members[0], other):
+            raise ConfigError(f"{other.run.dir} turns inputs into other features than {run.dir} (another encoder, "
+                              f"encoder setting, fine-tuned weights or frame sampling); `lrcn caption --ensemble` "
+                              f"needs members that share them (`lrcn evaluate --ensemble` reads each member's "
+                              f"feature store)")
+    if ensemble:
+        decoder = Ensemble([m.decoder for m in members]).to(dev).eval()
     decode = decode or decode_config(config)
     reranker = training_reranker(run, config, encoder, decode, dev, progress)
     out_dir = Path(out_dir) if out_dir else None
@@ -188,10 +209,11 @@ def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: st
         how = image_captioning(inputs, out_dir, encoder, decoder, vocab)
     out_json = out_dir / "captions.json" if out_dir else None
     result = {"format": how.format, "run": str(run.dir.resolve()), "decode": decode.to_dict(), **how.header,
+              **({"ensemble": [str(m.run.dir.resolve()) for m in members[1:]]} if ensemble else {}),
               "captions": {}, "skipped": {}}
     if out_json and out_json.exists():
         previous = json.loads(out_json.read_text(encoding="utf-8"))
-        if all(previous.get(k) == v for k, v in result.items() if k not in ("captions", "skipped")):
+        if all(previous.get(k) == result.get(k) for k in {*previous, *result} - {"captions", "skipped"}):
             result["captions"], result["skipped"] = previous["captions"], previous["skipped"]
     todo = [p for p in how.paths if str(p) not in result["captions"] and str(p) not in result["skipped"]]
 

@@ -16,11 +16,12 @@ from lrcn.data.records import Sample
 from lrcn.decoding import DecodeConfig
 from lrcn.decoding.baselines import BASELINES, baseline_name, consensus_caption, nearest_neighbour_captions
 from lrcn.decoding.batch import caption_features
-from lrcn.errors import CheckpointError, ConfigError
+from lrcn.errors import ConfigError
 from lrcn.metrics import Scores, save_scores, score, write_results
 from lrcn.models.ensemble import Ensemble
 from lrcn.models.factory import build_models
-from lrcn.run import Run, decode_config, load_models, resolve_device, run_feature_config, training_reranker
+from lrcn.run import (Run, decode_config, load_members, load_models, resolve_device, run_feature_config,
+                      training_reranker)
 
 
 def register(sub) -> None:
@@ -93,33 +94,27 @@ def evaluate_ensemble(run_dirs: Sequence[str | Path], split: str = "test", decod
     decoder kinds, encoder settings): each run's ``which`` checkpoint reads its own cached
     features. Writes results_<split>_<strategy>-ens<M>.json, per_image_ and metrics_ files into
     the first run's folder; ``decode`` defaults to the first run's ``decode:`` section."""
-    runs = [Run.open(d) for d in run_dirs]
     dev = resolve_device(device)
-    vocab = runs[0].vocab()
-    decoders, features, kept, first = [], [], None, None
-    for run in runs:
-        config, run_vocab, encoder, decoder = load_models(run, which, dev)
-        config = run_feature_config(run, config)
-        first = first or (run, config, encoder)                 # its features find the reranker's neighbours
-        if run_vocab.words != vocab.words:
-            raise CheckpointError(f"{run.dir} has another vocabulary than {runs[0].dir}; ensemble members "
-                                  f"must be trained on the same data with the same data.min_word_count")
+    members, vocab = load_members(run_dirs, which, dev)
+    features, kept = [], None
+    for member in members:
+        config = run_feature_config(member.run, member.config)
         samples = split_of(load_samples(config), split)
-        x, samples = cached_features(config, samples, encoder, dev, progress)
+        x, samples = cached_features(config, samples, member.encoder, dev, progress)
         rows = {s.id: n for n, s in enumerate(samples)}
         kept = [s for s in (kept if kept is not None else samples) if s.id in rows]
         features.append((x, rows))
-        decoders.append(decoder)
     x = torch.cat([f[[rows[s.id] for s in kept]] for f, rows in features], dim=1)   # [N, D_1 + ... + D_M]
-    ensemble = Ensemble(decoders, [f.shape[1] for f, _ in features]).to(dev).eval()
-    decode = decode or decode_config(runs[0].config())
-    run, config, encoder = first
-    reranker = training_reranker(run, config, encoder, decode, dev, progress)
+    ensemble = Ensemble([m.decoder for m in members], [f.shape[1] for f, _ in features]).to(dev).eval()
+    decode = decode or decode_config(members[0].config)
+    first = members[0]                                         # its features find the reranker's neighbours
+    reranker = training_reranker(first.run, run_feature_config(first.run, first.config), first.encoder, decode,
+                                 dev, progress)
     f, rows = features[0]
     hyps = caption_features(ensemble, x, vocab, decode, device=dev, reranker=reranker,
                             rerank_features=f[[rows[s.id] for s in kept]])
     candidates = {s.id: vocab.decode(h[0].tokens) for s, h in zip(kept, hyps)}
-    return save_results(runs[0], f"{split}_{decode.label}-ens{len(runs)}", candidates, kept, backend)
+    return save_results(first.run, f"{split}_{decode.label}-ens{len(members)}", candidates, kept, backend)
 
 
 def run_baseline(run_dir: str | Path, split: str = "val", kind: str = "nn", k: int = 1, backend: str = "fast",
