@@ -139,7 +139,11 @@ def test_caption_space_ranks_as_the_cosine_of_predicted_and_actual_caption_vecto
     a = torch.linalg.solve(x.T @ x + 0.5 * torch.eye(x.shape[1], dtype=x.dtype), x.T @ t)
     q = torch.nn.functional.normalize((queries - features.mean(0)).double(), dim=-1) @ a
     cosine = torch.nn.functional.normalize(q, dim=-1) @ torch.nn.functional.normalize(t, dim=-1).T
-    assert torch.equal(space.nearest(queries, 6), cosine.topk(6, dim=1).indices)
+    # photos with the same captions tie (their one-photo n-grams are dropped), and topk orders ties as
+    # the CPU's kernel does: compare the cosines of the neighbours picked, which ties leave unchanged
+    picked = cosine.gather(1, space.nearest(queries, 6))
+    assert torch.allclose(picked, cosine.topk(6, dim=1).values, atol=1e-6)
+    assert (cosine.topk(7, dim=1).values.diff(dim=1) < -1e-3).any()     # some ranks do decide
 
 
 def test_a_reranker_with_the_caption_metric_orders_by_its_neighbours():

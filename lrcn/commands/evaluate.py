@@ -108,8 +108,7 @@ def evaluate_ensemble(run_dirs: Sequence[str | Path], split: str = "test", decod
     ensemble = Ensemble([m.decoder for m in members], [f.shape[1] for f, _ in features]).to(dev).eval()
     decode = decode or decode_config(members[0].config)
     first = members[0]                                         # its features find the reranker's neighbours
-    reranker = training_reranker(first.run, run_feature_config(first.run, first.config), first.encoder, decode,
-                                 dev, progress)
+    reranker = training_reranker(first.run, first.config, first.encoder, decode, dev, progress)
     f, rows = features[0]
     hyps = caption_features(ensemble, x, vocab, decode, device=dev, reranker=reranker,
                             rerank_features=f[[rows[s.id] for s in kept]])
