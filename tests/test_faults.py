@@ -368,7 +368,7 @@ def test_caption_killed_and_rerun_captions_every_image_exactly_once(caption_run,
     sigkill(proc)
     partial = json.loads((out / "captions.json").read_text())       # a complete JSON file, never half of one
     done = set(partial["captions"]) | set(partial["skipped"])
-    assert all(partial["captions"][p] == straight["captions"][p] for p in partial["captions"])
+    assert all(same_entry(partial["captions"][p], straight["captions"][p]) for p in partial["captions"])
 
     # the re-run reads exactly the images not yet captioned or skipped, and nothing else
     read, decoded = [], []
@@ -382,8 +382,20 @@ def test_caption_killed_and_rerun_captions_every_image_exactly_once(caption_run,
     assert sorted(read) == sorted(set(good + bad) - done)
     assert sum(decoded) == len(set(good) - done)
     final = json.loads((out / "captions.json").read_text())
-    assert final["captions"] == straight["captions"] and final["skipped"] == straight["skipped"]
+    assert final["captions"].keys() == straight["captions"].keys() and final["skipped"] == straight["skipped"]
+    assert all(same_entry(final["captions"][p], straight["captions"][p]) for p in final["captions"])
     print(f"caption killed after {len(done)} of {len(good) + len(bad)} files")
+
+
+def same_entry(a: dict, b: dict) -> bool:
+    """Two captions.json entries alike: the same captions, their scores equal up to float rounding
+    (a re-run batches the images left otherwise, and the CPU's kernels round by batch shape)."""
+    def scores(entry):
+        return [x for h in entry["nbest"] for x in (h["score"], h["log_prob"])]
+
+    def rest(entry):
+        return {**entry, "nbest": [h["caption"] for h in entry["nbest"]]}
+    return rest(a) == rest(b) and all(math.isclose(x, y, rel_tol=1e-5) for x, y in zip(scores(a), scores(b)))
 
 
 # ----------------------------------------------------------------------------- extract
