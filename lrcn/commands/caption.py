@@ -190,14 +190,15 @@ def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: st
     and ``skipped``, keyed by path). For a video run ``batch_size`` counts frames."""
     dev = resolve_device(device)
     members, vocab = load_members([run_dir, *ensemble], "best", dev)
-    run, config, encoder, decoder = members[0]
-    for other in members[1:]:        # one encoder reads the inputs for all
-        if not same_features(members[0], other):
+    first, others = members[0], members[1:]
+    run, config, encoder, decoder = first
+    for other in others:             # one encoder reads the inputs for all
+        if not same_features(first, other):
             raise ConfigError(f"{other.run.dir} turns inputs into other features than {run.dir} (another encoder, "
                               f"encoder setting, fine-tuned weights or frame sampling); `lrcn caption --ensemble` "
                               f"needs members that share them (`lrcn evaluate --ensemble` reads each member's "
                               f"feature store)")
-    if ensemble:
+    if others:
         decoder = Ensemble([m.decoder for m in members]).to(dev).eval()
     decode = decode or decode_config(config)
     reranker = training_reranker(run, config, encoder, decode, dev, progress)
@@ -209,7 +210,7 @@ def caption_paths(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: st
         how = image_captioning(inputs, out_dir, encoder, decoder, vocab)
     out_json = out_dir / "captions.json" if out_dir else None
     result = {"format": how.format, "run": str(run.dir.resolve()), "decode": decode.to_dict(), **how.header,
-              **({"ensemble": [str(m.run.dir.resolve()) for m in members[1:]]} if ensemble else {}),
+              **({"ensemble": [str(m.run.dir.resolve()) for m in others]} if others else {}),
               "captions": {}, "skipped": {}}
     if out_json and out_json.exists():
         previous = json.loads(out_json.read_text(encoding="utf-8"))

@@ -106,8 +106,8 @@ def evaluate_ensemble(run_dirs: Sequence[str | Path], split: str = "test", decod
         features.append((x, rows))
     x = torch.cat([f[[rows[s.id] for s in kept]] for f, rows in features], dim=1)   # [N, D_1 + ... + D_M]
     ensemble = Ensemble([m.decoder for m in members], [f.shape[1] for f, _ in features]).to(dev).eval()
-    decode = decode or decode_config(members[0].config)
     first = members[0]                                         # its features find the reranker's neighbours
+    decode = decode or decode_config(first.config)
     reranker = training_reranker(first.run, first.config, first.encoder, decode, dev, progress)
     f, rows = features[0]
     hyps = caption_features(ensemble, x, vocab, decode, device=dev, reranker=reranker,
