@@ -71,7 +71,7 @@ RANGES: dict[str, Range] = {
     "decoder.dropout": FRACTION, "decoder.delta_gain": POSITIVE,
     "train.epochs": AT_LEAST_1, "train.batch_size": AT_LEAST_1, "train.lr": RATE, "train.lr_decay": RATE,
     "train.lr_decay_every": AT_LEAST_1, "train.weight_decay": AT_LEAST_0, "train.grad_clip": AT_LEAST_0,
-    "train.label_smoothing": FRACTION, "train.ema": FRACTION, "train.auxiliary_weight": AT_LEAST_0,
+    "train.label_smoothing": FRACTION, "train.word_dropout": FRACTION, "train.ema": FRACTION, "train.auxiliary_weight": AT_LEAST_0,
     "train.ss_start_epoch": AT_LEAST_0, "train.scst_samples": AT_LEAST_1, "train.scst_temperature": POSITIVE,
     "train.val_max_images": AT_LEAST_0, "train.patience": AT_LEAST_0, "train.checkpoint_every": AT_LEAST_0,
     "train.log_every": AT_LEAST_1,
@@ -117,6 +117,15 @@ def _fixed_layers(config: Config) -> list[str]:
         build_decoder(d.kind, 4, 4, embed_dim=4, hidden_dim=4, dropout=0.0, num_layers=d.num_layers)
     except ConfigError as e:
         return [str(e)]
+    return []
+
+
+def _tied(config: Config) -> list[str]:
+    d = config.decoder
+    if d.tie_embeddings and d.embed_dim != d.hidden_dim:
+        return [f"decoder.tie_embeddings shares the word embedding [V, embed_dim] with the output layer "
+                f"[V, hidden_dim]: it needs decoder.embed_dim == decoder.hidden_dim (got {d.embed_dim} and "
+                f"{d.hidden_dim})"]
     return []
 
 
@@ -198,7 +207,7 @@ def _device(config: Config) -> list[str]:
 # every check, each returning its problems; the decode: section checks itself as it is built
 # (lrcn.decoding.DecodeConfig and its strategy's entry in lrcn.decoding.STRATEGIES)
 RULES: list[Callable[[Config], list[str]]] = [
-    _ranges, _names, _fixed_layers, _frame_deltas, _modality, _attention_map, _features, _frame_rate, _schedule,
+    _ranges, _names, _fixed_layers, _tied, _frame_deltas, _modality, _attention_map, _features, _frame_rate, _schedule,
     _scst, _device,
 ]
 

@@ -66,6 +66,8 @@ class DecoderConfig:
                                          # (of the attention map, or of the whole feature): motion
     delta_gain: float = 1.0              # video: ... times this (lrcn.models.temporal.FrameDeltas)
     concepts: bool = False               # images: the decoder reads predicted words [V] (lrcn.models.concepts)
+    tie_embeddings: bool = False         # the output layer's weights are the word embedding's (Press & Wolf,
+                                         # 2017); needs embed_dim == hidden_dim
 
 
 @dataclass
@@ -81,6 +83,7 @@ class TrainConfig:
                                          # weights with this decay per step (e.g. 0.99); 0: the weights themselves
     loss: str = "xe"                     # a name in lrcn.train.losses.LOSSES
     label_smoothing: float = 0.0
+    word_dropout: float = 0.0            # xe: each input word after <start> is <unk> with this probability
     auxiliary_weight: float = 1.0        # xe: weight of the decoder's own auxiliary loss (decoder.concepts: its detectors')
     scheduled_sampling: str = "off"      # xe: off | linear | exponential | inverse_sigmoid (Bengio et al. 2015):
     ss_k: float = 0.05                   # ... p = k*epoch | 1 - k**epoch (0<k<1) | 1 - k/(k+exp(epoch/k)) (k>=1)

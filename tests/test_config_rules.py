@@ -60,6 +60,7 @@ CASES = [
     (["data.modality=video", "decoder.kind=s2vt", "decoder.num_layers=3"], "decoder.num_layers"),
     (["decoder.dropout=1.0"], "decoder.dropout"),
     (["decoder.dropout=-0.1"], "decoder.dropout"),
+    (["decoder.embed_dim=128", "decoder.hidden_dim=256", "decoder.tie_embeddings=true"], "decoder.tie_embeddings"),
     (["data.modality=video", "decoder.kind=s2vt", "decoder.frame_deltas=flow"], "decoder.frame_deltas"),
     (["decoder.frame_deltas=all"], "decoder.frame_deltas"),                     # needs a video decoder
     (["data.modality=audio"], "data.modality"),
@@ -81,6 +82,8 @@ CASES = [
     (["train.grad_clip=-1"], "train.grad_clip"),
     (["train.loss=ppo"], "train.loss"),
     (["train.label_smoothing=1.0"], "train.label_smoothing"),
+    (["train.word_dropout=1.0"], "train.word_dropout"),
+    (["train.word_dropout=-0.1"], "train.word_dropout"),
     (["train.ema=1"], "train.ema"),
     (["train.auxiliary_weight=-1"], "train.auxiliary_weight"),
     (["train.scheduled_sampling=cosine"], "train.scheduled_sampling"),
@@ -156,7 +159,7 @@ def test_each_case_is_valid_without_its_bad_value(big_dataset):
                "decoder.kind=mean+show_and_tell", "train.scheduled_sampling=linear",
                "train.scheduled_sampling=exponential", "train.loss=scst", "train.scst_baseline=mean",
                "decode.strategy=greedy", "data.modality=video", "encoder.features=grid",
-               "encoder.flip_average=true", "decode.rerank=3"}
+               "encoder.flip_average=true", "decode.rerank=3", "decoder.embed_dim=128", "decoder.hidden_dim=256"}
     for overrides, _ in CASES:
         given = overrides[:-1]
         assert set(given) <= helpers
@@ -246,10 +249,12 @@ def test_resumed_and_init_from_configs_are_validated_as_they_are_loaded(big_data
         assert_nothing_made(big_dataset, tmp_path)
 
 
-def test_init_from_a_run_of_another_shape_is_refused_first(big_dataset, tmp_path, capsys):
-    start = fake_run(tmp_path, big_dataset, "start", decoder={"kind": "lrcn_2f"})
+@pytest.mark.parametrize("decoder, named", [({"kind": "lrcn_2f"}, "decoder.kind 'lrcn_2f'"),
+                                            ({"tie_embeddings": True}, "decoder.tie_embeddings True")])
+def test_init_from_a_run_of_another_shape_is_refused_first(big_dataset, tmp_path, capsys, decoder, named):
+    start = fake_run(tmp_path, big_dataset, "start", decoder=decoder)
     assert main(train_args(big_dataset, tmp_path, [f"train.init_from={start}"])) == 2
-    assert "train.init_from" in (err := capsys.readouterr().err) and "decoder.kind 'lrcn_2f'" in err
+    assert "train.init_from" in (err := capsys.readouterr().err) and named in err
     assert_nothing_made(big_dataset, tmp_path)
 
 

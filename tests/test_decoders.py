@@ -60,6 +60,39 @@ def test_plain_step_is_log_softmax_of_one_forward_step(kind):
     assert all(torch.equal(a, b) for a, b in zip(after, expected, strict=True))
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_tied_embeddings_are_one_matrix_that_learns_and_survives_a_checkpoint(kind):
+    """``tie_embeddings``: the output layer's weights are the embedding (one parameter fewer, and
+    one gradient from both uses), small at the start, and a tied model's state dict loads into
+    a fresh tied model."""
+    def tied():
+        torch.manual_seed(0)
+        sizes = dict(embed_dim=20, hidden_dim=20, dropout=0.0)
+        decoder = GRUDecoder(V, D, **sizes) if kind == "gru" else build_decoder(kind, V, D, **sizes)
+        untied = sum(p.numel() for p in decoder.parameters())
+        decoder.tie_embeddings()
+        return decoder, untied
+
+    model, untied = tied()
+    assert model.out.weight is model.embed.weight
+    assert sum(p.numel() for p in model.parameters()) == untied - V * 20
+    assert model.embed.weight.abs().max() <= 0.1 and not model.embed.weight[0].any()
+    g = torch.Generator().manual_seed(1)
+    features = torch.randn(4, D, generator=g)
+    words = torch.cat([torch.ones(4, 1, dtype=torch.long), torch.randint(4, V, (4, 6), generator=g),
+                       torch.full((4, 1), 2)], 1)
+    assert overfit_and_replay(model, features, words, steps=300) < 0.02       # tied weights learn more slowly
+    assert_step_interface(model.eval(), features, words)
+    fresh, _ = tied()
+    fresh.load_state_dict(model.state_dict())
+    assert fresh.out.weight is fresh.embed.weight and torch.equal(fresh.out.weight, model.out.weight)
+
+
+def test_tying_needs_the_output_layer_to_read_embedding_sized_vectors():
+    with pytest.raises(ValueError, match="embed_dim must equal hidden_dim"):
+        make("lrcn_1u").tie_embeddings()                      # E 16, H 20
+
+
 def test_unknown_kind_is_named():
     with pytest.raises(ConfigError, match="'transformer' is unknown"):
         build_decoder("transformer", V, D)

@@ -1,4 +1,4 @@
-"""Training losses: label smoothing, scheduled sampling, self-critical sequence training (SCST)."""
+"""Training losses: label smoothing, word dropout, scheduled sampling, self-critical sequence training (SCST)."""
 
 import math
 
@@ -19,7 +19,7 @@ from lrcn.models.decoders import CaptionDecoder, ShowAndTell
 from lrcn.models.registry import VIDEO_DECODERS
 from lrcn.text import Vocabulary
 from lrcn.train import loop
-from lrcn.train.losses import (CrossEntropy, SamplingSchedule, SelfCritical, build_loss,
+from lrcn.train.losses import (CrossEntropy, SamplingSchedule, SelfCritical, build_loss, drop_words,
                                scheduled_sampling_log_probs, _argmax)
 
 VOCAB = Vocabulary(["<pad>", "<start>", "<end>", "<unk>", "a", "b", "c", "dog", "runs"])
@@ -87,6 +87,38 @@ def test_label_smoothing_is_the_smoothed_cross_entropy():
     assert (total / count).item() == pytest.approx(F.cross_entropy(
         decoder.table.detach()[words[:, :-1]].flatten(0, 1), words[:, 1:].flatten(), ignore_index=0,
         label_smoothing=0.2).item(), rel=1e-6)
+
+
+def test_word_dropout_replaces_input_words_by_unk_and_keeps_the_targets():
+    words = torch.tensor([[1, A, B, C, 2, 0, 0], [1, DOG, RUNS, A, B, C, 2]] * 2000)     # [4000, 7]
+    torch.manual_seed(0)
+    dropped = drop_words(words, 0.25, VOCAB.unk, VOCAB.pad)
+    changed = dropped != words
+    assert (dropped[changed] == VOCAB.unk).all()
+    assert not changed[:, 0].any() and not changed[words == VOCAB.pad].any()          # <start>, padding kept
+    share = changed[:, 1:][words[:, 1:] != VOCAB.pad].float().mean().item()
+    assert share == pytest.approx(0.25, abs=0.01)
+    assert drop_words(words, 0.0, VOCAB.unk, VOCAB.pad) is words
+
+    # the loss feeds the dropped words and scores the reference words
+    torch.manual_seed(0)
+    decoder = TableDecoder(torch.randn(V, V))
+    batch = words[:2]
+    loss = CrossEntropy(config(word_dropout=0.5), VOCAB, samples(1, ["a"]))
+    torch.manual_seed(1)
+    total, count, _ = loss(decoder, torch.zeros(1, 1), batch, torch.tensor([0]), 0)
+    fed = decoder.fed[-1]
+    torch.manual_seed(1)
+    assert torch.equal(fed, drop_words(batch, 0.5, VOCAB.unk, VOCAB.pad)[:, :-1])
+    assert (fed != batch[:, :-1]).any()
+    log_p = decoder.table.detach().log_softmax(-1)
+    targets = batch[:, 1:]
+    nll = -log_p[fed, targets][targets != VOCAB.pad].sum()
+    assert count == 10 and total.item() == pytest.approx(nll.item(), rel=1e-6)
+
+    decoder.eval()                     # validation: the reference words themselves
+    loss(decoder, torch.zeros(1, 1), batch, torch.tensor([0]), 0)
+    assert torch.equal(decoder.fed[-1], batch[:, :-1])
 
 
 # --------------------------------------------------------------------------- scheduled sampling

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -27,6 +28,18 @@ class CaptionDecoder(nn.Module):
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_dim, vocab_size)
+
+    def tie_embeddings(self) -> None:
+        """One [V, E] matrix for the word embedding and the output layer (Press & Wolf, 2017), which
+        needs the output layer to read E = H units. It starts uniform in [-0.1, 0.1] (PyTorch's
+        word_language_model does so): the embedding's own N(0, 1) would give logits of std sqrt(H)."""
+        if self.out.in_features != self.embed.embedding_dim:
+            raise ValueError(f"cannot tie a [{self.vocab_size}, {self.embed.embedding_dim}] word embedding to an "
+                             f"output layer reading {self.out.in_features} units: embed_dim must equal hidden_dim")
+        with torch.no_grad():
+            self.embed.weight.uniform_(-0.1, 0.1)
+            self.embed.weight[self.embed.padding_idx].zero_()
+        self.out.weight = self.embed.weight
 
     def init_state(self, features: Tensor) -> State:
         """features [B, D] -> the state before the first word."""
@@ -59,6 +72,9 @@ class WrappedDecoder(CaptionDecoder):
 
     def step(self, words: Tensor, state: State) -> tuple[Tensor, State]:
         return self.decoder.step(words, state)
+
+    def tie_embeddings(self) -> None:
+        self.decoder.tie_embeddings()
 
     def reusing_outputs(self) -> contextlib.AbstractContextManager:
         return reusing_outputs(self.decoder)

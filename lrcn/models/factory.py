@@ -36,12 +36,15 @@ def frame_delta_args(config: Config, feature_dim: int) -> dict[str, Any]:
 
 def config_decoder(config: Config, vocab_size: int, feature_dim: int) -> CaptionDecoder:
     """A fresh decoder of ``config`` on features of ``feature_dim`` (with ``decoder.concepts``, the
-    kind reads the concept detectors' [V] probabilities instead)."""
+    kind reads the concept detectors' [V] probabilities instead; with ``decoder.tie_embeddings``, its
+    word embedding is its output layer's weights)."""
     d = config.decoder
     layers = {"num_layers": d.num_layers} if d.num_layers is not None else {}
     decoder = build_decoder(d.kind, vocab_size, vocab_size if d.concepts else feature_dim, embed_dim=d.embed_dim,
                             hidden_dim=d.hidden_dim, dropout=d.dropout, **layers,
                             **frame_delta_args(config, feature_dim))
+    if d.tie_embeddings:
+        decoder.tie_embeddings()
     return ConceptCaptioner(decoder, feature_dim, d.dropout) if d.concepts else decoder
 
 

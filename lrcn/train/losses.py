@@ -14,8 +14,8 @@ A loss is built once per run with ``(config, vocab, train_samples)`` and called 
 
 The losses (``LOSSES``):
 
-- ``xe``: cross-entropy of every next word, with optional label smoothing and scheduled sampling
-  (Bengio et al., 2015);
+- ``xe``: cross-entropy of every next word, with optional label smoothing, word dropout (Bowman et
+  al., 2016) and scheduled sampling (Bengio et al., 2015);
 - ``scst``: self-critical sequence training (Rennie et al., 2017), REINFORCE with the CIDEr-D of
   sampled captions as the reward.
 
@@ -140,14 +140,28 @@ def scheduled_sampling_log_probs(decoder: CaptionDecoder, state: tuple[Tensor, .
     return torch.stack(out, dim=1)
 
 
+def drop_words(words: Tensor, prob: float, unk: int, pad: int) -> Tensor:
+    """Word dropout (Bowman et al., 2016): ``words`` [N, L] with each word after ``<start>`` (not
+    padding) replaced by ``unk`` with probability ``prob``, independently; the input words of
+    teacher forcing, so that the next word must also be told from the image and the longer
+    context. The targets stay the reference words."""
+    if prob <= 0:
+        return words
+    drop = (torch.rand(words.shape, device=words.device) < prob) & (words != pad)
+    drop[:, 0] = False
+    return words.masked_fill(drop, unk)
+
+
 class CrossEntropy:
     """Cross-entropy of every next word, padding masked, optional label smoothing
-    (``train.label_smoothing``) and scheduled sampling (``train.scheduled_sampling``; plain teacher
+    (``train.label_smoothing``), word dropout of the input words (``train.word_dropout``,
+    :func:`drop_words`) and scheduled sampling (``train.scheduled_sampling``; plain teacher
     forcing while its probability is 0)."""
 
     def __init__(self, config: Config, vocab: Vocabulary, samples: Sequence[Sample]):
         t = config.train
         self.pad, self.smoothing, self.auxiliary_weight = vocab.pad, t.label_smoothing, t.auxiliary_weight
+        self.unk, self.word_dropout = vocab.unk, t.word_dropout
         self.pick = PICKS[t.ss_pick]
         self.schedule = SamplingSchedule(t.scheduled_sampling, t.ss_k, t.ss_max_prob, t.ss_start_epoch,
                                          math.ceil(len(samples) / t.batch_size))
@@ -160,10 +174,11 @@ class CrossEntropy:
         rows_of_captions = torch.arange(features.shape[0], device=words.device).repeat_interleave(per_image)
         state = decoder.reorder(decoder.init_state(features), rows_of_captions)
         prob = self.schedule(step)
+        inputs = drop_words(words, self.word_dropout, self.unk, self.pad) if decoder.training else words
         if prob > 0:
-            scores = scheduled_sampling_log_probs(decoder, state, words, prob, self.pick)      # [B*S, L-1, V]
+            scores = scheduled_sampling_log_probs(decoder, state, inputs, prob, self.pick)     # [B*S, L-1, V]
         else:
-            scores, _ = decoder.forward_steps(words[:, :-1], state)                         # [B*S, L-1, V]
+            scores, _ = decoder.forward_steps(inputs[:, :-1], state)                        # [B*S, L-1, V]
         targets = words[:, 1:].flatten()
         total = F.cross_entropy(scores.flatten(0, 1).float(), targets, ignore_index=self.pad,
                                 label_smoothing=self.smoothing, reduction="sum")
