@@ -71,7 +71,8 @@ RANGES: dict[str, Range] = {
     "decoder.dropout": FRACTION, "decoder.delta_gain": POSITIVE,
     "train.epochs": AT_LEAST_1, "train.batch_size": AT_LEAST_1, "train.lr": RATE, "train.lr_decay": RATE,
     "train.lr_decay_every": AT_LEAST_1, "train.weight_decay": AT_LEAST_0, "train.grad_clip": AT_LEAST_0,
-    "train.label_smoothing": FRACTION, "train.word_dropout": FRACTION, "train.ema": FRACTION, "train.auxiliary_weight": AT_LEAST_0,
+    "train.label_smoothing": FRACTION, "train.word_dropout": FRACTION, "train.ema": FRACTION,
+    "train.auxiliary_weight": AT_LEAST_0,
     "train.ss_start_epoch": AT_LEAST_0, "train.scst_samples": AT_LEAST_1, "train.scst_temperature": POSITIVE,
     "train.val_max_images": AT_LEAST_0, "train.patience": AT_LEAST_0, "train.checkpoint_every": AT_LEAST_0,
     "train.log_every": AT_LEAST_1,
@@ -207,8 +208,8 @@ def _device(config: Config) -> list[str]:
 # every check, each returning its problems; the decode: section checks itself as it is built
 # (lrcn.decoding.DecodeConfig and its strategy's entry in lrcn.decoding.STRATEGIES)
 RULES: list[Callable[[Config], list[str]]] = [
-    _ranges, _names, _fixed_layers, _tied, _frame_deltas, _modality, _attention_map, _features, _frame_rate, _schedule,
-    _scst, _device,
+    _ranges, _names, _fixed_layers, _tied, _frame_deltas, _modality, _attention_map, _features, _frame_rate,
+    _schedule, _scst, _device,
 ]
 
 

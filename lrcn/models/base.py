@@ -38,7 +38,8 @@ class CaptionDecoder(nn.Module):
                              f"output layer reading {self.out.in_features} units: embed_dim must equal hidden_dim")
         with torch.no_grad():
             self.embed.weight.uniform_(-0.1, 0.1)
-            self.embed.weight[self.embed.padding_idx].zero_()
+            if self.embed.padding_idx is not None:
+                self.embed.weight[self.embed.padding_idx].zero_()
         self.out.weight = self.embed.weight
 
     def init_state(self, features: Tensor) -> State:

@@ -34,7 +34,8 @@ CAPTIONS_PER_IMAGE = 5   # each training image contributes this many captions pe
 
 # the keys that shape the decoder's weights (and so must agree with train.init_from's run)
 WEIGHT_SHAPING_KEYS = ("decoder.kind", "decoder.embed_dim", "decoder.hidden_dim", "decoder.num_layers",
-                       "decoder.frame_deltas", "decoder.concepts", "decoder.tie_embeddings", "encoder.name", "encoder.attention_map")
+                       "decoder.frame_deltas", "decoder.concepts", "decoder.tie_embeddings", "encoder.name",
+                       "encoder.attention_map")
 
 
 @dataclass
