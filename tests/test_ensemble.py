@@ -51,16 +51,19 @@ def test_step_is_the_log_of_the_mean_probability_through_reorders():
 
 
 def test_members_read_their_own_slice_of_concatenated_features():
-    a, b = decoder("show_and_tell", 4, 4), decoder("lrcn_1u", 7, 5)
-    fa, fb = torch.randn(3, 4), torch.randn(3, 7)
-    ensemble = Ensemble([a, b], feature_dims=[4, 7])
+    """A pooled-vector member [B, 4], another [B, 7] and an attention member on a region grid
+    [B, 5, 2, 3]: the ensemble's features are theirs flattened side by side, [B, 4 + 7 + 30]."""
+    a, b, c = decoder("show_and_tell", 4, 4), decoder("lrcn_1u", 7, 5), decoder("show_attend_tell", 5, 6)
+    fa, fb, fc = torch.randn(3, 4), torch.randn(3, 7), torch.randn(3, 5, 2, 3)
+    ensemble = Ensemble([a, b, c], feature_shapes=[4, (7,), (5, 2, 3)])
     start = torch.ones(3, dtype=torch.long)
     with torch.no_grad():
-        log_probs, _ = ensemble.step(start, ensemble.init_state(torch.cat([fa, fb], dim=1)))
+        log_probs, _ = ensemble.step(start, ensemble.init_state(torch.cat([fa, fb, fc.flatten(1)], dim=1)))
         pa, _ = a.step(start, a.init_state(fa))
         pb, _ = b.step(start, b.init_state(fb))
-    torch.testing.assert_close(log_probs, ((pa.exp() + pb.exp()) / 2).log(), atol=1e-6, rtol=1e-5)
-    with pytest.raises(ConfigError, match="10 columns, its members read 4 \\+ 7"):
+        pc, _ = c.step(start, c.init_state(fc))
+    torch.testing.assert_close(log_probs, ((pa.exp() + pb.exp() + pc.exp()) / 3).log(), atol=1e-6, rtol=1e-5)
+    with pytest.raises(ConfigError, match=r"shape \[3, 10\], its members read \[B, 4 \+ 7 \+ 30\]"):
         ensemble.init_state(torch.randn(3, 10))
 
 

@@ -104,8 +104,8 @@ def evaluate_ensemble(run_dirs: Sequence[str | Path], split: str = "test", decod
         rows = {s.id: n for n, s in enumerate(samples)}
         kept = [s for s in (kept if kept is not None else samples) if s.id in rows]
         features.append((x, rows))
-    x = torch.cat([f[[rows[s.id] for s in kept]] for f, rows in features], dim=1)   # [N, D_1 + ... + D_M]
-    ensemble = Ensemble([m.decoder for m in members], [f.shape[1] for f, _ in features]).to(dev).eval()
+    x = torch.cat([f[[rows[s.id] for s in kept]].flatten(1) for f, rows in features], dim=1)  # [N, n_1 + ... + n_M]
+    ensemble = Ensemble([m.decoder for m in members], [f.shape[1:] for f, _ in features]).to(dev).eval()
     first = members[0]                                         # its features find the reranker's neighbours
     decode = decode or decode_config(first.config)
     reranker = training_reranker(first.run, first.config, first.encoder, decode, dev, progress)

@@ -3,8 +3,10 @@
 The ensemble's next-word distribution is the mean of its members' probabilities,
 ``log((1/M) * sum_m exp(log_probs_m))``, so greedy, beam search and sampling in
 lrcn.decoding work for it unchanged. Members share the vocabulary; each may read its own
-image features (members trained on different encoder settings): the ensemble then takes the
-concatenation of their features, ``[B, D_1 + ... + D_M]``, and hands each member its slice.
+image features (members trained on different encoder settings, pooled vectors [D] beside
+region grids [D, h, w] or frame sequences [T, D]): the ensemble then takes each sample's
+features flattened and concatenated, ``[B, n_1 + ... + n_M]`` (n_m the size of member m's
+features), and hands each member its slice in its own shape.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from lrcn.models.fast_step import reusing_outputs
 class Ensemble(nn.Module):
     """Decoders over one vocabulary whose step averages their next-word probabilities.
 
-    ``feature_dims=None``: every member reads the same features [B, D]. Otherwise the features
-    are the members' own concatenated, [B, sum(feature_dims)], split in member order.
+    ``feature_shapes=None``: every member reads the same features [B, ...]. Otherwise member m
+    reads features of shape [B, *feature_shapes[m]] (an int: [B, D]); the ensemble's are theirs
+    flattened and concatenated in member order, [B, sum of their sizes].
     State: the members' state tensors, concatenated as one flat tuple.
     """
 
-    def __init__(self, decoders: Sequence[CaptionDecoder], feature_dims: Sequence[int] | None = None):
+    def __init__(self, decoders: Sequence[CaptionDecoder],
+                 feature_shapes: Sequence[int | Sequence[int]] | None = None):
         super().__init__()
         if not decoders:
             raise ConfigError("an ensemble needs at least one decoder")
@@ -37,11 +41,12 @@ class Ensemble(nn.Module):
         if len(sizes) != 1:
             raise CheckpointError(f"ensemble members have different vocabulary sizes {sorted(sizes)}; "
                                   "they must be trained with the same vocabulary")
-        if feature_dims is not None and len(feature_dims) != len(decoders):
-            raise ConfigError(f"{len(feature_dims)} feature sizes for {len(decoders)} ensemble members")
+        if feature_shapes is not None and len(feature_shapes) != len(decoders):
+            raise ConfigError(f"{len(feature_shapes)} feature shapes for {len(decoders)} ensemble members")
         self.members = nn.ModuleList(decoders)
         self.vocab_size = sizes.pop()
-        self.feature_dims = list(feature_dims) if feature_dims is not None else None
+        self.feature_shapes = (None if feature_shapes is None else
+                               [(s,) if isinstance(s, int) else tuple(s) for s in feature_shapes])
         self.state_sizes: list[int] = []          # tensors per member state, known after init_state
 
     def _split(self, state: State) -> list[State]:
@@ -49,14 +54,17 @@ class Ensemble(nn.Module):
         return [state[a:b] for a, b in zip(bounds, bounds[1:])]
 
     def init_state(self, features: Tensor) -> State:
-        """features [B, D] (shared) or [B, sum(feature_dims)] -> the members' states, flattened."""
-        if self.feature_dims is None:
+        """features [B, ...] (shared) or [B, n_1 + ... + n_M] (members' own) -> the members'
+        states, flattened."""
+        if self.feature_shapes is None:
             parts = [features] * len(self.members)
         else:
-            if features.shape[-1] != sum(self.feature_dims):
-                raise ConfigError(f"ensemble features have {features.shape[-1]} columns, its members read "
-                                  f"{' + '.join(map(str, self.feature_dims))}")
-            parts = features.split(self.feature_dims, dim=-1)
+            sizes = [math.prod(shape) for shape in self.feature_shapes]
+            if features.dim() != 2 or features.shape[1] != sum(sizes):
+                raise ConfigError(f"ensemble features have shape {list(features.shape)}, its members read "
+                                  f"[B, {' + '.join(map(str, sizes))}]")
+            parts = [f.reshape(len(f), *shape)
+                     for f, shape in zip(features.split(sizes, dim=1), self.feature_shapes)]
         states = [m.init_state(f) for m, f in zip(self.members, parts)]
         self.state_sizes = [len(s) for s in states]
         return tuple(t for s in states for t in s)
