@@ -133,6 +133,27 @@ def test_evaluate_ensemble_of_one_run_equals_evaluate_and_of_two_writes_its_file
         evaluate_ensemble([runs[0], other], "val", greedy, progress=False)
 
 
+def test_evaluate_ensemble_of_attention_on_a_grid_beside_pooled_features(seed_runs, tiny_shapes, monkeypatch):
+    """A Show-Attend-Tell run reads [D, h, w] grids, the seed runs pooled [D] vectors: they decode
+    as one, and the attention run averaged with itself captions exactly as it does alone."""
+    from conftest import tiny_overrides
+    from lrcn.commands.demo import DEMO_CONFIG
+    from lrcn.commands.evaluate import evaluate, evaluate_ensemble
+    from lrcn.config import load_config
+    from lrcn.train.loop import train
+
+    runs, runs_dir = seed_runs
+    monkeypatch.setattr("lrcn.metrics.scoring.java_available", lambda: False)
+    sat = train(load_config(DEMO_CONFIG, tiny_overrides(tiny_shapes, runs_dir, name="sat", **{
+        "train.epochs": 1, "decoder.kind": "show_attend_tell", "encoder.features": "grid",
+        "encoder.grid_size": 2})), progress=False)
+    beam = DecodeConfig(beam_size=2, max_len=10)
+    _, alone = evaluate(sat, "val", beam, progress=False)
+    assert evaluate_ensemble([sat, sat], "val", beam, progress=False)[1] == alone
+    scores, mixed = evaluate_ensemble([runs[0], sat, runs[1]], "val", beam, progress=False)
+    assert len(mixed) == 6 and all(mixed.values()) and "CIDEr" in scores.corpus
+
+
 def test_caption_with_an_ensemble_captions_as_evaluate_does(seed_runs, tiny_shapes, tmp_path, monkeypatch):
     from conftest import tiny_overrides
     from lrcn.cli import main
