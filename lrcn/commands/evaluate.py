@@ -104,14 +104,13 @@ def evaluate_ensemble(run_dirs: Sequence[str | Path], split: str = "test", decod
         rows = {s.id: n for n, s in enumerate(samples)}
         kept = [s for s in (kept if kept is not None else samples) if s.id in rows]
         features.append((x, rows))
-    x = torch.cat([f[[rows[s.id] for s in kept]].flatten(1) for f, rows in features], dim=1)  # [N, n_1 + ... + n_M]
-    ensemble = Ensemble([m.decoder for m in members], [f.shape[1:] for f, _ in features]).to(dev).eval()
+    chosen = [f[[rows[s.id] for s in kept]] for f, rows in features]     # each member's [N, *shape_m]
+    x = torch.cat([f.flatten(1) for f in chosen], dim=1)                 # [N, n_1 + ... + n_M]
+    ensemble = Ensemble([m.decoder for m in members], [f.shape[1:] for f in chosen]).to(dev).eval()
     first = members[0]                                         # its features find the reranker's neighbours
     decode = decode or decode_config(first.config)
     reranker = training_reranker(first.run, first.config, first.encoder, decode, dev, progress)
-    f, rows = features[0]
-    hyps = caption_features(ensemble, x, vocab, decode, device=dev, reranker=reranker,
-                            rerank_features=f[[rows[s.id] for s in kept]])
+    hyps = caption_features(ensemble, x, vocab, decode, device=dev, reranker=reranker, rerank_features=chosen[0])
     candidates = {s.id: vocab.decode(h[0].tokens) for s, h in zip(kept, hyps)}
     return save_results(first.run, f"{split}_{decode.label}-ens{len(members)}", candidates, kept, backend)
 
