@@ -65,6 +65,7 @@ FRACTION = Range(0, 1, high_open=True)  # dropout, label smoothing
 RANGES: dict[str, Range] = {
     "data.min_word_count": AT_LEAST_1, "data.max_caption_len": AT_LEAST_1, "data.num_workers": AT_LEAST_0,
     "data.max_pixels": AT_LEAST_1, "data.num_frames": AT_LEAST_1, "data.fps": POSITIVE, "data.source_fps": POSITIVE,
+    "data.train_views": AT_LEAST_0, "data.view_min_area": Range(0, 1, low_open=True),
     "encoder.image_size": Range(32), "encoder.attention_map": AT_LEAST_0, "encoder.trainable_blocks": AT_LEAST_0,
     "encoder.lr": RATE, "encoder.batch_size": AT_LEAST_1, "encoder.grid_size": AT_LEAST_0,
     "decoder.embed_dim": AT_LEAST_1, "decoder.hidden_dim": AT_LEAST_1, "decoder.num_layers": AT_LEAST_1,
@@ -175,6 +176,19 @@ def _features(config: Config) -> list[str]:
     return problems
 
 
+def _views(config: Config) -> list[str]:
+    """Training views are crops of images whose features are extracted once."""
+    d, problems = config.data, []
+    if d.train_views and d.modality != "image":
+        problems.append(f"data.train_views={d.train_views} crops images; with data.modality: {d.modality} "
+                        f"set data.train_views: 0")
+    if d.train_views and config.encoder.trainable_blocks > 0:
+        problems.append(f"data.train_views={d.train_views} are extracted once by the frozen encoder; "
+                        f"encoder.trainable_blocks={config.encoder.trainable_blocks} encodes the images at every "
+                        f"step: set one of them to 0")
+    return problems
+
+
 def _frame_rate(config: Config) -> list[str]:
     d = config.data
     if d.frame_sampling == "fps" and d.fps is None:
@@ -208,8 +222,8 @@ def _device(config: Config) -> list[str]:
 # every check, each returning its problems; the decode: section checks itself as it is built
 # (lrcn.decoding.DecodeConfig and its strategy's entry in lrcn.decoding.STRATEGIES)
 RULES: list[Callable[[Config], list[str]]] = [
-    _ranges, _names, _fixed_layers, _tied, _frame_deltas, _modality, _attention_map, _features, _frame_rate,
-    _schedule, _scst, _device,
+    _ranges, _names, _fixed_layers, _tied, _frame_deltas, _modality, _attention_map, _features, _views,
+    _frame_rate, _schedule, _scst, _device,
 ]
 
 

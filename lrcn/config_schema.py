@@ -36,6 +36,9 @@ class DataConfig:
     frame_sampling: str = "uniform"      # video: uniform (T equal segments) | fps
     fps: float | None = None             # video: frames per second to sample with frame_sampling=fps
     source_fps: float | None = None      # video: frame rate of frame folders (files carry their own)
+    train_views: int = 0                 # images: K > 0 random crops of each training image, extracted once;
+                                         # each epoch reads one of its 1 + K views (lrcn.data.loaders.cached_views)
+    view_min_area: float = 0.5           # ... each crop covers this share of the image or more
 
 
 @dataclass

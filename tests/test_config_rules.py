@@ -35,6 +35,11 @@ CASES = [
     (["data.source_fps=-25"], "data.source_fps"),
     (["data.frame_sampling=random"], "data.frame_sampling"),
     (["data.frame_sampling=fps"], "data.fps"),                                  # a rate needs data.fps
+    (["data.train_views=-1"], "data.train_views"),
+    (["data.view_min_area=0"], "data.view_min_area"),
+    (["data.view_min_area=1.5"], "data.view_min_area"),
+    (["data.modality=video", "decoder.kind=s2vt", "data.train_views=2"], "data.train_views"),   # crops of images
+    (["data.train_views=2", "encoder.trainable_blocks=1"], "encoder.trainable_blocks"),  # views are extracted once
     # encoder
     (["encoder.name=resnet9000"], "encoder.name"),
     (["encoder.image_size=16"], "encoder.image_size"),
@@ -159,7 +164,8 @@ def test_each_case_is_valid_without_its_bad_value(big_dataset):
                "decoder.kind=mean+show_and_tell", "train.scheduled_sampling=linear",
                "train.scheduled_sampling=exponential", "train.loss=scst", "train.scst_baseline=mean",
                "decode.strategy=greedy", "data.modality=video", "encoder.features=grid",
-               "encoder.flip_average=true", "decode.rerank=3", "decoder.embed_dim=128", "decoder.hidden_dim=256"}
+               "encoder.flip_average=true", "decode.rerank=3", "decoder.embed_dim=128", "decoder.hidden_dim=256",
+               "data.train_views=2"}
     for overrides, _ in CASES:
         given = overrides[:-1]
         assert set(given) <= helpers

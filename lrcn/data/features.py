@@ -3,10 +3,12 @@
 What a row holds is a :class:`FeatureSpec`: an image's pooled vector [D] or spatial grid
 [D, h, w], or, for a clip (``modality="video"``), the same per frame, [T, D] or [T, D, h, w]; a
 clip's ``num_frames`` sampled frames go through the same encoder, all B x T frames of a batch in
-one forward (``ImageEncoder.encode_frames``). :func:`extract` fills a store; ``lrcn train``,
-``lrcn extract``, ``lrcn evaluate``, ``lrcn activity`` and the demos all reach it through
-``lrcn.data.loaders`` (``cached_features`` / ``extract_splits``), and ``lrcn caption`` reads its
-inputs with the same :meth:`FeatureSpec.loader` and :meth:`FeatureSpec.encode`.
+one forward (``ImageEncoder.encode_frames``); with ``crop_area``, a random crop of an image (a
+training view, ``data.train_views``), drawn from the row's id so that every extraction gives it
+alike. :func:`extract` fills a store; ``lrcn train``, ``lrcn extract``, ``lrcn evaluate``,
+``lrcn activity`` and the demos all reach it through ``lrcn.data.loaders`` (``cached_features`` /
+``cached_views`` / ``extract_splits``), and ``lrcn caption`` reads its inputs with the same
+:meth:`FeatureSpec.loader` and :meth:`FeatureSpec.encode`.
 
 Layout of a store folder::
 
@@ -26,7 +28,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -63,10 +67,15 @@ class FeatureSpec:
     max_pixels: int | None = DEFAULT_MAX_PIXELS   # larger images / frames are refused
     batch_size: int = 64                 # images (frames) per forward; clips per batch: batch_size // num_frames
     num_workers: int = 2                 # DataLoader workers decoding the inputs
+    crop_area: float = 0.0               # > 0: each row is a random crop of at least this share of its image
+                                         # (a training view: lrcn.data.loaders.cached_views), drawn from its id
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
             raise ConfigError(f"data.modality={self.modality!r}: choose one of {', '.join(MODALITIES)}")
+        if self.crop_area and (self.video or not 0 < self.crop_area <= 1):
+            raise ConfigError(f"random crops (data.train_views) need images and a share of the image in (0, 1]; "
+                              f"got modality {self.modality!r} and view_min_area {self.crop_area!r}")
         if self.video:
             check_sampling(self.num_frames, self.frame_sampling, self.fps)
 
@@ -82,18 +91,28 @@ class FeatureSpec:
         """The encoder (its key names its feature kind) and frame sampling: names a store and is
         checked when it is reopened."""
         frames = f"-{sampling_name(self.num_frames, self.frame_sampling, self.fps)}" if self.video else ""
-        return f"{encoder.key}{frames}"
+        crops = f"-crop{self.crop_area:g}" if self.crop_area else ""
+        return f"{encoder.key}{frames}{crops}"
 
-    def loader(self, paths: Sequence[str | os.PathLike], encoder) -> torch.utils.data.DataLoader:
-        """Batches of the inputs at ``paths`` prepared by ``encoder.transform``; an unreadable input is
-        an error of its batch (``batch.errors``), a patched clip a note (``batch.notes``), never a crash."""
+    def loader(self, paths: Sequence[str | os.PathLike], encoder,
+               ids: Sequence[str] | None = None) -> torch.utils.data.DataLoader:
+        """Batches of the inputs at ``paths`` prepared by ``encoder.transform`` (with ``crop_area``: a
+        random crop of each, drawn from its row's id in ``ids``); an unreadable input is an error of its
+        batch (``batch.errors``), a patched clip a note (``batch.notes``), never a crash."""
         if self.video:
             dataset = VideoDataset(paths, self.num_frames, encoder.transform, mode=self.frame_sampling, fps=self.fps,
                                    source_fps=self.source_fps, max_pixels=self.max_pixels)
             batch_size, collate = max(1, self.batch_size // self.num_frames), collate_videos
         else:   # JPEGs decode at a reduced DCT scale when that still covers the encoder's resize (PIL's draft mode)
-            dataset = ImageFolderDataset(paths, encoder.transform, max_pixels=self.max_pixels,
-                                         min_side=round(encoder.image_size * 8 / 7))
+            min_side = round(encoder.image_size * 8 / 7)
+            if self.crop_area:
+                if ids is None:
+                    raise ValueError("random crops are drawn from the rows' ids: pass ids")
+                transform, seeds = encoder.random_crop_transform(self.crop_area), [zlib.crc32(i.encode()) for i in ids]
+                min_side = round(min_side / math.sqrt(self.crop_area))      # the smallest crop keeps full detail
+            else:
+                transform, seeds = encoder.transform, None
+            dataset = ImageFolderDataset(paths, transform, max_pixels=self.max_pixels, min_side=min_side, seeds=seeds)
             batch_size, collate = self.batch_size, collate_skip_bad
         return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers if paths else 0,
                                            collate_fn=collate, persistent_workers=False)
@@ -220,7 +239,7 @@ def extract(encoder, paths: Sequence[str | os.PathLike], ids: Sequence[str], dir
     what = "frame features" if spec.video else "features"
     with torch.inference_mode(), tqdm(total=len(todo), desc=f"{what} {encoder.name}", disable=not progress,
                                       unit=spec.unit) as bar:
-        for batch in spec.loader([paths[i] for i in todo], encoder):
+        for batch in spec.loader([paths[i] for i in todo], encoder, [ids[i] for i in todo]):
             rows = [todo[j] for j in batch.indices]
             values = (spec.encode(encoder, spec.inputs(batch).to(device)).float().cpu().numpy() if rows
                       else np.zeros((0, *shape), dtype=np.float32))

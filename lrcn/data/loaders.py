@@ -5,7 +5,7 @@ nothing here depends on the models."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -60,10 +60,38 @@ def feature_store(config: Config, samples: list[Sample], encoder, spec: FeatureS
                    dist=dist)
 
 
+def view_store(config: Config, samples: list[Sample], encoder, device="cpu", progress: bool = True,
+               dist=None) -> FeatureStore:
+    """The store of the ``samples``' training views: ``data.train_views`` random crops of each image
+    (at least ``data.view_min_area`` of it), rows ``<id>#view1`` ... ``<id>#viewK``, each crop drawn
+    from its row's id (the same crops in every run), extracted once like the images' own features."""
+    views = config.data.train_views
+    spec = replace(feature_spec(config), crop_area=config.data.view_min_area)
+    ids = [f"{s.id}#view{k}" for s in samples for k in range(1, views + 1)]
+    directory = feature_dir(config) / store_name(spec.key(encoder), ids)
+    return extract(encoder, [s.path for s in samples for _ in range(views)], ids, directory, spec, device=device,
+                   progress=progress, dist=dist)
+
+
+def cached_views(config: Config, samples: list[Sample], features: torch.Tensor, encoder, device="cpu",
+                 progress: bool = True) -> torch.Tensor:
+    """The training views of the readable ``samples`` whose own features are ``features`` [N, ...]:
+    [N, 1 + K, ...], the whole image first, then its K = ``data.train_views`` random crops
+    (:func:`view_store`; a crop that could not be read is the whole image again)."""
+    views = config.data.train_views
+    store = view_store(config, samples, encoder, device, progress)
+    crops = store.tensor().view(len(samples), views, *features.shape[1:])
+    if store.failed:
+        bad = torch.tensor([i in store.failed for i in store.ids]).view(len(samples), views)
+        crops[bad] = features[:, None].expand_as(crops)[bad]
+    return torch.cat([features[:, None], crops], dim=1)
+
+
 def extract_splits(config: Config, encoder, splits: tuple[str, ...] = ("train", "val", "test"),
                    device="cpu", progress: bool = True, dist=None) -> dict[str, Path]:
     """``lrcn extract``: fill the feature stores that training and evaluation read, split by split
-    (resuming any that exist). Returns split -> store folder."""
+    (resuming any that exist), and the training views' (``data.train_views``). Returns split (and
+    ``train views``) -> store folder."""
     samples = load_samples(config)
     spec = feature_spec(config)
     stores = {}
@@ -76,6 +104,9 @@ def extract_splits(config: Config, encoder, splits: tuple[str, ...] = ("train", 
             print(f"{name}: {len(store.failed)} of {len(chosen)} {spec.modality}s could not be read; "
                   f"listed in {store.dir / 'failed*.json'}")
         stores[name] = store.dir
+        if name == "train" and config.data.train_views:
+            readable = [s for s in chosen if s.id not in store.failed]
+            stores["train views"] = view_store(config, readable, encoder, device, progress, dist).dir
     if not stores:
         raise DataError(f"the dataset has none of the splits {splits}")
     return stores

@@ -287,16 +287,22 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     Item ``i`` is ``(i, transform(load_image(paths[i])))`` or, when the file cannot be decoded,
     ``(i, None, message)``. Use ``collate_skip_bad`` as the loader's ``collate_fn``.
-    ``transform`` maps an RGB ``PIL.Image`` to a tensor (default: float [3, H, W] in 0..1).
+    ``transform`` maps an RGB ``PIL.Image`` to a tensor (default: float [3, H, W] in 0..1). With
+    ``seeds`` a random transform draws from ``torch.manual_seed(seeds[i])`` for item ``i``: the
+    same item gives the same random crop in any worker, run or resumed extraction.
     """
 
     def __init__(self, paths: Sequence[str | os.PathLike],
                  transform: Callable[[Image.Image], torch.Tensor] | None = None, *,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, min_side: int | None = None):
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, min_side: int | None = None,
+                 seeds: Sequence[int] | None = None):
+        if seeds is not None and len(seeds) != len(paths):
+            raise ValueError("seeds and paths differ in length")
         self.paths = [Path(p) for p in paths]
         self.transform = transform if transform is not None else _to_float_tensor
         self.max_pixels = max_pixels
         self.min_side = min_side
+        self.seeds = seeds
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -306,7 +312,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             image = load_image(self.paths[index], max_pixels=self.max_pixels, min_side=self.min_side)
         except MediaError as e:
             return index, None, str(e)
-        return index, self.transform(image)
+        if self.seeds is None:
+            return index, self.transform(image)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seeds[index])
+            return index, self.transform(image)
 
 
 def _to_float_tensor(image: Image.Image) -> torch.Tensor:

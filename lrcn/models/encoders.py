@@ -351,12 +351,8 @@ class ImageEncoder(nn.Module):
         self.key = (f"{name}-{size}{'' if crop else '-nocrop'}"  # names feature stores
                     f"{f'-att{attention_map}' if attention_map else ''}{'-flip' if flip_average else ''}"
                     f"{grid_key}")
-        self.transform = transforms.Compose([
-            transforms.Lambda(_to_rgb),
-            *resize,
-            transforms.ToTensor(),
-            transforms.Normalize(preprocess.mean, preprocess.std),
-        ])
+        self.preprocess = preprocess
+        self.transform = self._pipeline(resize)
         self.register_buffer("mean", torch.tensor(preprocess.mean).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(preprocess.std).view(3, 1, 1), persistent=False)
         self.to(memory_format=torch.channels_last)  # 1.3-1.6x faster convs on CPU (see RESULTS.md)
@@ -364,6 +360,20 @@ class ImageEncoder(nn.Module):
         for block in self.tuned_blocks:
             block.requires_grad_(True)
         self.train(False)
+
+    def _pipeline(self, resize: list) -> Callable[[Image.Image], Tensor]:
+        """PIL image -> normalised input [3, S, S], with ``resize`` making it S x S."""
+        return transforms.Compose([transforms.Lambda(_to_rgb), *resize, transforms.ToTensor(),
+                                   transforms.Normalize(self.preprocess.mean, self.preprocess.std)])
+
+    def random_crop_transform(self, min_area: float) -> Callable[[Image.Image], Tensor]:
+        """A training view of an image: a random crop of ``min_area`` to all of its area, aspect 3:4
+        to 4:3 (Szegedy et al. 2015's RandomResizedCrop), resized to the input square and normalised
+        as ``transform`` does. Its position is drawn from torch's random stream."""
+        size = self.preprocess.image_size
+        return self._pipeline([transforms.RandomResizedCrop((size, size), scale=(min_area, 1.0),
+                                                            interpolation=self.preprocess.interpolation,
+                                                            antialias=True)])
 
     @property
     def blocks(self) -> list[nn.Module]:

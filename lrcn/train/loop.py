@@ -17,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from lrcn.config import VALIDATION_METRICS, Config, validate as validate_config, value_of
-from lrcn.data.loaders import CaptionTable, cached_features, load_samples, split
+from lrcn.data.loaders import CaptionTable, cached_features, cached_views, load_samples, split
 from lrcn.data.media import ImageFolderDataset, collate_skip_bad
 from lrcn.data.records import Sample
 from lrcn.decoding.batch import autocast, caption_features
@@ -125,6 +125,11 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
             dist.barrier()
             train_x, train_samples = cached_features(config, train_samples, encoder, device, False)
             val_x, val_samples = cached_features(config, val_samples, encoder, device, False)
+            if config.data.train_views:             # [N, 1 + K, ...]: each image and its random crops
+                if dist.main:
+                    cached_views(config, train_samples, train_x, encoder, device, progress)
+                dist.barrier()
+                train_x = cached_views(config, train_samples, train_x, encoder, device, False)
     captions = CaptionTable.build(train_samples, vocab, config.data.max_caption_len)
 
     decoder.to(device)
@@ -179,13 +184,18 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
             save_checkpoint(path, {**payload, "encoder": encoder.state_dict()} if fine_tune else payload)
         dist.barrier()
 
-    def batches(order: list[Tensor], start: int) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
+    def batches(order: list[Tensor], start: int, epoch: int) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
         """(batch number, this process's rows, their positions in the global batch, inputs)."""
         local = [rows[dist.rank::dist.world] for rows in order]
         positions = [torch.arange(len(rows))[dist.rank::dist.world] for rows in order]
         if not fine_tune:
             for b in range(start, len(order)):
-                yield b, local[b], positions[b], train_x[local[b]]
+                x = train_x[local[b]]
+                if config.data.train_views:     # one of each image's views, drawn for the global batch
+                    g = torch.Generator().manual_seed(7_919 * (t.seed * 100_003 + epoch * 10_007 + b) + 1)
+                    view = torch.randint(x.shape[1], (len(order[b]),), generator=g)[positions[b]]
+                    x = x[torch.arange(len(x)), view]
+                yield b, local[b], positions[b], x
             return
         loader = torch.utils.data.DataLoader(image_set, batch_sampler=[r.tolist() for r in local[start:]],
                                              num_workers=config.data.num_workers, collate_fn=collate_skip_bad,
@@ -209,7 +219,7 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
                    leave=False)
         started = time.perf_counter()
         loss_value = float("nan")
-        for b, rows, positions, x in batches(order, state.batch):
+        for b, rows, positions, x in batches(order, state.batch, epoch):
             g = torch.Generator().manual_seed(t.seed * 100_003 + epoch * 10_007 + b)
             words = captions.sample(order[b], CAPTIONS_PER_IMAGE, g)                 # [B*S, L], global batch
             words = words.view(len(order[b]), CAPTIONS_PER_IMAGE, -1)[positions].flatten(0, 1).to(device)
