@@ -63,8 +63,7 @@ def views_config(tiny_shapes, tmp_path, name, **extra):
 
 def test_lrcn_extract_fills_the_views_store_that_training_reads(encoder, tiny_shapes, tmp_path):
     config = views_config(tiny_shapes, tmp_path, "x")
-    stores = extract_splits(config, build_encoder("efficientnet_lite0", image_size=64, crop=False), ("train",),
-                            progress=False)
+    stores = extract_splits(config, encoder, ("train",), progress=False)
     assert set(stores) == {"train", "train views"} and stores["train views"].name.startswith(
         f"{encoder.key}-crop0.4-96-")                              # 48 training images x 2 crops
     train = split(load_samples(config), "train")
@@ -74,7 +73,8 @@ def test_lrcn_extract_fills_the_views_store_that_training_reads(encoder, tiny_sh
     assert not torch.allclose(views[:, 1], views[:, 2], atol=1e-3)
 
 
-def test_training_reads_one_view_of_each_image_per_batch_and_resumes_exactly(tiny_shapes, tmp_path, monkeypatch):
+def test_training_reads_one_view_of_each_image_per_batch_and_resumes_exactly(encoder, tiny_shapes, tmp_path,
+                                                                             monkeypatch):
     seen = []
     real = loop.TrainStep.forward
 
@@ -91,7 +91,6 @@ def test_training_reads_one_view_of_each_image_per_batch_and_resumes_exactly(tin
                           progress=False)
     config = views_config(tiny_shapes, tmp_path, "straight")
     train = split(load_samples(config), "train")
-    encoder = build_encoder("efficientnet_lite0", image_size=64, crop=False)
     whole, kept = cached_features(config, train, encoder, progress=False)
     views = cached_views(config, kept, whole, encoder, progress=False)            # [48, 3, D]
     chosen = []
