@@ -1,5 +1,6 @@
 """`lrcn extract CONFIG`: run the frozen encoder once over a dataset's splits into the feature store
-(images or clips per data.modality: the stores `lrcn train` reads)."""
+(images or clips per data.modality: the stores `lrcn train` reads), and over the training views'
+random crops when the config has data.train_views."""
 
 from __future__ import annotations
 
