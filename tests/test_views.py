@@ -75,7 +75,7 @@ def test_lrcn_extract_fills_the_views_store_that_training_reads(encoder, tiny_sh
 
 def test_training_reads_one_view_of_each_image_per_batch_and_resumes_exactly(encoder, tiny_shapes, tmp_path,
                                                                              monkeypatch):
-    seen = []
+    seen, stop_at = [], [0]             # (inputs, rows) of every training step; the step to stop at (0: none)
     real = loop.TrainStep.forward
 
     def spy(self, x, words, rows, step):
@@ -84,7 +84,6 @@ def test_training_reads_one_view_of_each_image_per_batch_and_resumes_exactly(enc
             raise KeyboardInterrupt
         return real(self, x, words, rows, step)
 
-    stop_at = [0]
     monkeypatch.setattr(loop.TrainStep, "forward", spy)
     straight = loop.train(views_config(tiny_shapes, tmp_path, "straight", **{"train.checkpoint_every": 2,
                                                                                "decoder.dropout": 0.3}),
