@@ -47,6 +47,7 @@ class Ensemble(nn.Module):
         self.vocab_size = sizes.pop()
         self.feature_shapes = (None if feature_shapes is None else
                                [(s,) if isinstance(s, int) else tuple(s) for s in feature_shapes])
+        self.feature_sizes = [math.prod(shape) for shape in self.feature_shapes or []]   # n_m per member
         self.state_sizes: list[int] = []          # tensors per member state, known after init_state
 
     def _split(self, state: State) -> list[State]:
@@ -59,7 +60,7 @@ class Ensemble(nn.Module):
         if self.feature_shapes is None:
             parts = [features] * len(self.members)
         else:
-            sizes = [math.prod(shape) for shape in self.feature_shapes]
+            sizes = self.feature_sizes
             if features.dim() != 2 or features.shape[1] != sum(sizes):
                 raise ConfigError(f"ensemble features have shape {list(features.shape)}, its members read "
                                   f"[B, {' + '.join(map(str, sizes))}]")

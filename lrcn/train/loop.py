@@ -17,7 +17,8 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from lrcn.config import VALIDATION_METRICS, Config, validate as validate_config, value_of
-from lrcn.data.loaders import CaptionTable, cached_features, cached_views, load_samples, split
+from lrcn.data.loaders import (CaptionTable, cached_features, cached_views, feature_store, load_samples, split,
+                               view_store)
 from lrcn.data.media import ImageFolderDataset, collate_skip_bad
 from lrcn.data.records import Sample
 from lrcn.decoding.batch import autocast, caption_features
@@ -120,14 +121,14 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
         # already cached must not change training's random numbers, or a resumed run would differ
         with torch.random.fork_rng(devices=[]):
             if dist.main:                      # one process extracts, the others then read the store
-                cached_features(config, train_samples, encoder, device, progress)
-                cached_features(config, val_samples, encoder, device, progress)
+                feature_store(config, train_samples, encoder, device=device, progress=progress)
+                feature_store(config, val_samples, encoder, device=device, progress=progress)
             dist.barrier()
             train_x, train_samples = cached_features(config, train_samples, encoder, device, False)
             val_x, val_samples = cached_features(config, val_samples, encoder, device, False)
             if config.data.train_views:             # [N, 1 + K, ...]: each image and its random crops
                 if dist.main:
-                    cached_views(config, train_samples, train_x, encoder, device, progress)
+                    view_store(config, train_samples, encoder, device, progress)
                 dist.barrier()
                 train_x = cached_views(config, train_samples, train_x, encoder, device, False)
     captions = CaptionTable.build(train_samples, vocab, config.data.max_caption_len)
@@ -190,12 +191,12 @@ def train(config: Config | None, resume: str | Path | None = None, progress: boo
         positions = [torch.arange(len(rows))[dist.rank::dist.world] for rows in order]
         if not fine_tune:
             for b in range(start, len(order)):
-                x = train_x[local[b]]
                 if config.data.train_views:     # one of each image's views, drawn for the global batch
                     g = torch.Generator().manual_seed(7_919 * (t.seed * 100_003 + epoch * 10_007 + b) + 1)
-                    view = torch.randint(x.shape[1], (len(order[b]),), generator=g)[positions[b]]
-                    x = x[torch.arange(len(x)), view]
-                yield b, local[b], positions[b], x
+                    view = torch.randint(train_x.shape[1], (len(order[b]),), generator=g)[positions[b]]
+                    yield b, local[b], positions[b], train_x[local[b], view]
+                else:
+                    yield b, local[b], positions[b], train_x[local[b]]
             return
         loader = torch.utils.data.DataLoader(image_set, batch_sampler=[r.tolist() for r in local[start:]],
                                              num_workers=config.data.num_workers, collate_fn=collate_skip_bad,
