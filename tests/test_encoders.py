@@ -69,7 +69,7 @@ def test_crop_false_keeps_the_borders():
     assert x.shape == (3, 128, 128)
     torch.testing.assert_close(x[:, 64, :30], red[:, None].expand(3, 30), atol=1e-5, rtol=0)
     assert not torch.isclose(cropped.transform(image)[0], red[0]).any()  # centre crop drops it
-    assert (cropped.key, squashed.key) == ("efficientnet_lite0-224", "efficientnet_lite0-128-nocrop")
+    assert (cropped.key, squashed.key) == ("efficientnet_lite0-random-224", "efficientnet_lite0-random-128-nocrop")
 
 
 def test_same_conv_pads_like_tensorflow():
@@ -177,6 +177,15 @@ def test_weights_path(offline):
     torch.save(model.state_dict(), path)
     enc = build_encoder("mobilenet_v3_large", weights_path=str(path))
     assert all(torch.equal(a, b) for a, b in zip(enc.parameters(), model.parameters(), strict=True))
+    # feature stores are named by the weights' content: other weights never read back these features
+    other = offline / "mnv3-other.pth"
+    torch.save(mobilenet_v3_large().state_dict(), other)
+    same = offline / "mnv3-copy.pth"
+    same.write_bytes(path.read_bytes())
+    assert enc.key.startswith("mobilenet_v3_large-w") and enc.key.endswith("-224")
+    assert build_encoder("mobilenet_v3_large", weights_path=str(same)).key == enc.key
+    assert build_encoder("mobilenet_v3_large", weights_path=str(other)).key != enc.key
+    assert build_encoder("mobilenet_v3_large", pretrained=False).key == "mobilenet_v3_large-random-224"
     with pytest.raises(WeightsUnavailableError, match="does not exist"):
         build_encoder("resnet18", weights_path=str(offline / "missing.pth"))
     with pytest.raises(WeightsUnavailableError, match="EfficientNet-Lite0"):

@@ -9,6 +9,7 @@ through torchvision's weights API (and the torch hub cache).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import math
 import os
@@ -142,6 +143,22 @@ class EfficientNetLite(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def weights_tag(pretrained: bool, weights_path: str | os.PathLike | None) -> str:
+    """What the encoder's weights add to its feature stores' name: nothing for the registered
+    pretrained weights, ``-random`` without them, ``-w`` and the start of the file's SHA-256 for a
+    local weights file, so features of other weights are never read back as these."""
+    if weights_path is None:
+        return "" if pretrained else "-random"
+    digest = hashlib.sha256()
+    try:
+        with open(weights_path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as e:
+        raise WeightsUnavailableError(f"cannot read weights file {weights_path}: {e}") from e
+    return f"-w{digest.hexdigest()[:10]}"
 
 
 def _read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
@@ -317,7 +334,7 @@ class ImageEncoder(nn.Module):
     def __init__(self, name: str, blocks: list[nn.Module], head: nn.Module, out_dim: int,
                  preprocess: Preprocess, categories: list[str], trainable_blocks: int = 0,
                  crop: bool = True, attention_map: int = 0, flip_average: bool = False,
-                 features: str = "pooled", grid_size: int = 0):
+                 features: str = "pooled", grid_size: int = 0, weights: str = ""):
         super().__init__()
         if not 0 <= trainable_blocks <= len(blocks):
             raise ConfigError(f"trainable_blocks={trainable_blocks} for encoder '{name}': "
@@ -348,7 +365,7 @@ class ImageEncoder(nn.Module):
                    transforms.CenterCrop(size)] if crop else
                   [transforms.Resize((size, size), preprocess.interpolation, antialias=True)])
         grid_key = f"-grid{grid_size or ''}" if features == "grid" else ""
-        self.key = (f"{name}-{size}{'' if crop else '-nocrop'}"  # names feature stores
+        self.key = (f"{name}{weights}-{size}{'' if crop else '-nocrop'}"  # names feature stores
                     f"{f'-att{attention_map}' if attention_map else ''}{'-flip' if flip_average else ''}"
                     f"{grid_key}")
         self.preprocess = preprocess
@@ -481,4 +498,5 @@ def build_encoder(name: str = "efficientnet_lite0", pretrained: bool = True,
         preprocess = preprocess.at_size(image_size)
     blocks, head = spec.split(model)
     return ImageEncoder(name, blocks, head, spec.out_dim, preprocess, categories, trainable_blocks,
-                        crop, attention_map, flip_average, features, grid_size)
+                        crop, attention_map, flip_average, features, grid_size,
+                        weights=weights_tag(pretrained, weights_path))
