@@ -50,7 +50,8 @@ MODALITIES = ("image", "video")
 
 
 def store_name(key: str, ids: Sequence[str]) -> str:
-    """A folder name that changes whenever the encoder, the feature spec (``key``) or the set of samples does."""
+    """A folder name that changes whenever the encoder or its weights, the feature spec (``key``) or
+    the set of samples does."""
     digest = hashlib.sha1("\n".join(ids).encode("utf-8")).hexdigest()[:10]
     return f"{key}-{len(ids)}-{digest}"
 
