@@ -28,7 +28,7 @@ from lrcn.data.loaders import cached_features, load_samples, split as split_of
 from lrcn.decoding import DecodeConfig
 from lrcn.decoding.rerank import ConsensusReranker
 from lrcn.errors import CheckpointError, ConfigError
-from lrcn.models.encoders import ImageEncoder
+from lrcn.models.encoders import ImageEncoder, state_tag
 from lrcn.models.factory import build_models
 from lrcn.text import Vocabulary
 from lrcn.train.checkpoint import load_checkpoint
@@ -100,8 +100,9 @@ def load_models(run: Run, which: str = "best", device: str | torch.device = "cpu
     fine_tuned = "encoder" in ckpt
     encoder, decoder = build_models(config, len(vocab), pretrained=None if not fine_tuned else False)
     decoder.load_state_dict(ckpt["model"])
-    if fine_tuned:
+    if fine_tuned:   # its features are its own: stored under its weights' digest, not the pretrained ones'
         encoder.load_state_dict(ckpt["encoder"])
+        encoder.set_weights_tag(state_tag(ckpt["encoder"]))
     return config, vocab, encoder.to(device).eval(), decoder.to(device).eval()
 
 
@@ -141,8 +142,8 @@ def training_reranker(run: Run, config: Config, encoder: ImageEncoder, decode: D
 
 
 def run_feature_config(run: Run, config: Config) -> Config:
-    """``config`` reading features from the run's own store when its encoder was fine-tuned (the
-    dataset's stores hold the pretrained encoder's features under the same key)."""
+    """``config`` keeping features in the run's own folder when its encoder was fine-tuned: they
+    belong to the run (each checkpoint's under its weights' digest, :func:`load_models`)."""
     if config.encoder.trainable_blocks == 0:
         return config
     return dataclasses.replace(config, data=dataclasses.replace(config.data, feature_dir=str(run.dir / "features")))

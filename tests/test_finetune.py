@@ -6,8 +6,8 @@ from conftest import tiny_overrides
 from lrcn.config import load_config
 from lrcn.commands.demo import DEMO_CONFIG
 from lrcn.commands.evaluate import evaluate
-from lrcn.models.encoders import build_encoder
-from lrcn.run import Run
+from lrcn.models.encoders import build_encoder, state_tag
+from lrcn.run import Run, load_models
 from lrcn.train.loop import train
 
 
@@ -33,3 +33,10 @@ def test_stage_two_fine_tunes_only_the_top_block_starting_from_stage_one(tiny_sh
     # evaluation uses the fine-tuned encoder (its own feature store inside the run folder)
     scores, captions = evaluate(stage2.dir, "test", progress=False)
     assert len(captions) == 6 and (stage2.dir / "features").is_dir()
+    # ... named by the tuned weights, so another checkpoint's features are never read back as these
+    encoder = load_models(stage2, "last")[2]
+    assert encoder.key == f"efficientnet_lite0{state_tag(tuned)}-64-nocrop" != build_encoder(
+        "efficientnet_lite0", image_size=64, crop=False).key
+    assert state_tag({**tuned, next(iter(changed)): tuned[next(iter(changed))] + 1e-6}) != state_tag(tuned)
+    stores = [p.name for p in (stage2.dir / "features").iterdir()]
+    assert stores and all(name.startswith(f"{encoder.key}-") for name in stores)

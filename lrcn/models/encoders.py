@@ -161,6 +161,16 @@ def weights_tag(pretrained: bool, weights_path: str | os.PathLike | None) -> str
     return f"-w{digest.hexdigest()[:10]}"
 
 
+def state_tag(state: dict[str, Tensor]) -> str:
+    """``-w`` and the start of the SHA-256 of a state dict's names and tensor bytes: the feature
+    stores' name for weights that are not a file (a fine-tuned encoder's, from its checkpoint)."""
+    digest = hashlib.sha256()
+    for name, tensor in state.items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"-w{digest.hexdigest()[:10]}"
+
+
 def _read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     if not os.path.isfile(path):
         raise WeightsUnavailableError(f"weights file {path} does not exist; pass an existing "
@@ -365,9 +375,10 @@ class ImageEncoder(nn.Module):
                    transforms.CenterCrop(size)] if crop else
                   [transforms.Resize((size, size), preprocess.interpolation, antialias=True)])
         grid_key = f"-grid{grid_size or ''}" if features == "grid" else ""
-        self.key = (f"{name}{weights}-{size}{'' if crop else '-nocrop'}"  # names feature stores
-                    f"{f'-att{attention_map}' if attention_map else ''}{'-flip' if flip_average else ''}"
-                    f"{grid_key}")
+        self._key_tail = (f"-{size}{'' if crop else '-nocrop'}"
+                          f"{f'-att{attention_map}' if attention_map else ''}{'-flip' if flip_average else ''}"
+                          f"{grid_key}")
+        self.set_weights_tag(weights)
         self.preprocess = preprocess
         self.transform = self._pipeline(resize)
         self.register_buffer("mean", torch.tensor(preprocess.mean).view(3, 1, 1), persistent=False)
@@ -469,6 +480,11 @@ class ImageEncoder(nn.Module):
         where = F.adaptive_avg_pool2d(fine.float().pow(2).mean(dim=1, keepdim=True), A).flatten(1)   # [B, A*A]
         where = F.normalize(where, dim=1) * what.float().norm(dim=1, keepdim=True)
         return torch.cat([what, where.to(what.dtype)], dim=1)
+
+    def set_weights_tag(self, weights: str) -> None:
+        """Name the feature stores (``key``) after the encoder's weights: ``weights_tag`` /
+        ``state_tag``, "" for the registered pretrained ones."""
+        self.key = f"{self.name}{weights}{self._key_tail}"
 
     def encode_frames(self, frames: Tensor) -> Tensor:
         """Video frames [B, T, 3, S, S] -> [B, T, out_dim] (a grid: [B, T, grid_dim, h, w]) with one
